@@ -1,0 +1,41 @@
+# Cairn's commands. `make up` and `make test` are the README's two commands.
+CARGO ?= cargo
+
+.PHONY: setup build release up test verify fix bench clean
+
+setup:
+	@./scripts/setup.sh
+
+build: setup
+	$(CARGO) build --workspace
+
+release: setup
+	$(CARGO) build --release -p cairn-cli
+
+## Start the local cluster (3 schedulers on loopback, data in ./.cairn); Ctrl-C stops it.
+up: setup
+	$(CARGO) run --release -p cairn-cli -- up $(ARGS)
+
+## Run every test: unit, in-process and multi-process (the real cairn binary).
+test: setup
+	$(CARGO) test --workspace --all-targets -- --test-threads=2
+
+## Check without changing anything: formatting, lints, tests.
+verify: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) test
+
+## Apply formatting and clippy fixes.
+fix:
+	$(CARGO) fmt --all
+	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
+
+## Benchmarks that print figures (see BENCHMARKS.md).
+bench: setup
+	$(CARGO) run --release -p cairn-cli -- bench publish
+	$(CARGO) run --release -p cairn-cli -- bench get
+	$(CARGO) run --release -p cairn-cli -- bench failover --trials 10
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,233 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Cairn: a highly available task scheduler cluster for Arrow data.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one scheduler replica (a Raft member serving the client, worker and Raft APIs).
+    Scheduler(SchedulerArgs),
+    /// Start a local cluster (3 schedulers) on loopback as child processes; Ctrl-C stops it.
+    Up(UpArgs),
+    /// Published datasets: list, info, get, put, rm.
+    Datasets(DatasetsArgs),
+    /// Show every replica's view: members, leader, term, commit index, datasets.
+    Status(ClientArgs),
+    /// Change the scheduler membership.
+    Cluster(ClusterArgs),
+    /// Benchmarks that print figures (publish latency/throughput, failover time).
+    Bench(BenchArgs),
+}
+
+/// `cairn scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// This replica's id (a positive integer, unique in the cluster).
+    #[arg(long)]
+    pub id: u64,
+    /// The address to listen on for clients and peers (ip:port).
+    #[arg(long)]
+    pub listen: String,
+    /// Where the replica keeps its RocksDB database and snapshots.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The initial voters, `ID=HOST:PORT,...`; bootstraps the cluster on the first
+    /// start and is ignored when the data dir already holds one.
+    #[arg(long, conflicts_with = "join")]
+    pub peers: Option<String>,
+    /// Start empty and wait to be added with `cairn cluster add-node`.
+    #[arg(long)]
+    pub join: bool,
+    /// Distinguishes clusters bootstrapped with the same --peers (as etcd's
+    /// --initial-cluster-token).
+    #[arg(long, default_value = "cairn")]
+    pub cluster_token: String,
+    /// Leader heartbeat interval, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    /// Election timeout range in milliseconds, `MIN-MAX`.
+    #[arg(long, default_value = "250-500")]
+    pub election_timeout_ms: String,
+    /// How long a write or read may wait for a quorum before answering "timeout".
+    #[arg(long, default_value_t = 3000)]
+    pub request_timeout_ms: u64,
+    /// Build a snapshot and purge the log after this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_every: u64,
+}
+
+/// `cairn up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the cluster keeps its data, logs and cluster file.
+    #[arg(long, default_value = ".cairn")]
+    pub dir: PathBuf,
+    /// How many scheduler replicas (3 or 5 for a highly available cluster).
+    #[arg(long, default_value_t = 3)]
+    pub schedulers: u64,
+    /// The first port; replica N listens on BASE+N-1 (a free port is picked when busy).
+    #[arg(long, default_value_t = 7101)]
+    pub base_port: u16,
+}
+
+/// How client commands find the cluster.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Scheduler addresses, `HOST:PORT,...` (else $CAIRN_CLUSTER, else the cluster file
+    /// of `cairn up`).
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
+    /// The cluster file written by `cairn up` (default: .cairn/cluster.json).
+    #[arg(long, global = true)]
+    pub cluster_file: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// How long a call may take in all, in milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+/// `cairn datasets`.
+#[derive(Debug, Args)]
+pub struct DatasetsArgs {
+    /// Which operation.
+    #[command(subcommand)]
+    pub command: DatasetsCommand,
+    /// Cluster discovery and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `cairn datasets ...`.
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// List dataset names in publish order.
+    List,
+    /// Describe a dataset without reading its data.
+    Info {
+        /// The dataset.
+        name: String,
+    },
+    /// Print a dataset's value (raw bytes) or write it to a file.
+    Get {
+        /// The dataset.
+        name: String,
+        /// Write the value to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Publish a small inline value (`-` reads standard input).
+    Put {
+        /// The dataset.
+        name: String,
+        /// The value, or `-` for standard input.
+        value: String,
+        /// The value's content type.
+        #[arg(long, default_value = cairn_client::TEXT)]
+        content_type: String,
+        /// Replace the dataset if it exists.
+        #[arg(long = "override")]
+        override_existing: bool,
+        /// An attribute `KEY=VALUE` (repeatable).
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+    },
+    /// Unpublish a dataset.
+    Rm {
+        /// The dataset.
+        name: String,
+    },
+}
+
+/// `cairn cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Which change.
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+    /// Cluster discovery and output.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `cairn cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Add a scheduler (started with `--join`): it catches up as a learner, then votes.
+    AddNode {
+        /// The new replica's id.
+        #[arg(long)]
+        id: u64,
+        /// The new replica's address (ip:port).
+        #[arg(long)]
+        addr: String,
+    },
+    /// Remove a scheduler from the cluster.
+    RemoveNode {
+        /// The replica's id.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+/// `cairn bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// `cairn bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Publish latency with one client, then throughput with many, on a fresh local
+    /// 3-replica cluster (fsync on).
+    Publish {
+        /// Publishes measured for latency (one client, one at a time).
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Concurrent clients for the throughput phase.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// How long the throughput phase runs, in seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Size of each published value.
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+        /// Where the cluster keeps its data (a temporary dir by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// SIGKILL the leader, time until the next acknowledged publish; repeat.
+    Failover {
+        /// How many leader kills.
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        /// Where the cluster keeps its data (a temporary dir by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Linearizable get latency on a fresh local 3-replica cluster.
+    Get {
+        /// Gets measured.
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
+        /// Where the cluster keeps its data (a temporary dir by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,225 @@
+//! `cairn bench`: benchmarks that print figures, each on a fresh local cluster of
+//! real `cairn scheduler` processes (3 replicas, fsync on).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cairn_client::{Client, ClientOptions};
+
+use crate::args::{BenchArgs, BenchCommand};
+use crate::local_cluster::{plan_cluster, wait_for_leader, LocalCluster};
+
+/// Percentiles of a set of durations.
+struct Summary {
+    count: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    mean: Duration,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let count = samples.len();
+    let at = |q: f64| samples[((count as f64 * q).ceil() as usize).clamp(1, count) - 1];
+    let total: Duration = samples.iter().sum();
+    Summary {
+        count,
+        p50: at(0.50),
+        p99: at(0.99),
+        max: samples[count - 1],
+        mean: total / count as u32,
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1000.0)
+}
+
+struct BenchCluster {
+    cluster: LocalCluster,
+    /// Keeps the temporary data dir alive for the run.
+    _temporary: Option<tempfile::TempDir>,
+}
+
+async fn start_cluster(dir: Option<PathBuf>) -> anyhow::Result<BenchCluster> {
+    let (dir, temporary) = match dir {
+        Some(dir) => (dir, None),
+        None => {
+            let temporary = tempfile::tempdir().context("cannot create a temporary dir")?;
+            (temporary.path().to_path_buf(), Some(temporary))
+        }
+    };
+    let token = format!("bench-{:x}", rand::random::<u64>());
+    let file = plan_cluster(&dir, 3, 0, token)?;
+    let binary = std::env::current_exe()?;
+    let mut cluster = LocalCluster::new(binary, file, dir.join("logs"), Vec::new());
+    cluster.start_all()?;
+    wait_for_leader(&cluster.addrs(), Duration::from_secs(30)).await?;
+    Ok(BenchCluster {
+        cluster,
+        _temporary: temporary,
+    })
+}
+
+/// Runs a benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Publish {
+            requests,
+            clients,
+            seconds,
+            value_bytes,
+            dir,
+        } => publish(requests, clients, seconds, value_bytes, dir).await,
+        BenchCommand::Failover { trials, dir } => failover(trials, dir).await,
+        BenchCommand::Get { requests, dir } => get(requests, dir).await,
+    }
+}
+
+async fn publish(
+    requests: usize,
+    clients: usize,
+    seconds: u64,
+    value_bytes: usize,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut bench = start_cluster(dir).await?;
+    let addrs = bench.cluster.addrs();
+    let value = "x".repeat(value_bytes);
+    println!("publish benchmark: 3 schedulers (fsync), {value_bytes}-byte values");
+
+    let client = Client::connect(&addrs).await?;
+    for warmup in 0..50 {
+        client
+            .publish_dataset(&format!("warmup-{warmup}"), value.as_str())
+            .await?;
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for index in 0..requests {
+        let started = Instant::now();
+        client
+            .publish_dataset(&format!("latency-{index}"), value.as_str())
+            .await?;
+        samples.push(started.elapsed());
+    }
+    let summary = summarize(samples);
+    println!(
+        "1 client, {} sequential publishes: p50 {}  p99 {}  max {}  mean {}",
+        summary.count,
+        ms(summary.p50),
+        ms(summary.p99),
+        ms(summary.max),
+        ms(summary.mean)
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let client = Client::connect(&addrs).await?;
+        let stop = Arc::clone(&stop);
+        let done = Arc::clone(&done);
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut index = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                client
+                    .publish_dataset(&format!("load-{worker}-{index}"), value.as_str())
+                    .await?;
+                samples.push(started.elapsed());
+                done.fetch_add(1, Ordering::Relaxed);
+                index += 1;
+            }
+            Ok::<_, cairn_client::Error>(samples)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let summary = summarize(samples);
+    println!(
+        "{clients} clients for {:.1} s: {:.0} publishes/s  (p50 {}  p99 {}  max {})",
+        elapsed.as_secs_f64(),
+        summary.count as f64 / elapsed.as_secs_f64(),
+        ms(summary.p50),
+        ms(summary.p99),
+        ms(summary.max)
+    );
+    bench.cluster.stop_all(Duration::from_secs(10))?;
+    Ok(())
+}
+
+async fn get(requests: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut bench = start_cluster(dir).await?;
+    let client = Client::connect(bench.cluster.addrs()).await?;
+    client.publish_dataset("bench-get", "x".repeat(100)).await?;
+    for _ in 0..100 {
+        client.get_dataset("bench-get").await?;
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let started = Instant::now();
+        client.get_dataset("bench-get").await?;
+        samples.push(started.elapsed());
+    }
+    let summary = summarize(samples);
+    println!(
+        "get_dataset (linearizable, ReadIndex), 3 schedulers, 1 client, {} gets: p50 {}  p99 {}  max {}",
+        summary.count,
+        ms(summary.p50),
+        ms(summary.p99),
+        ms(summary.max)
+    );
+    bench.cluster.stop_all(Duration::from_secs(10))?;
+    Ok(())
+}
+
+async fn failover(trials: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut bench = start_cluster(dir).await?;
+    let addrs = bench.cluster.addrs();
+    let options = ClientOptions {
+        timeout: Duration::from_secs(30),
+        attempt_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    println!("failover benchmark: SIGKILL the leader of 3 schedulers, time to the next acknowledged publish");
+    let mut samples = Vec::new();
+    for trial in 0..trials {
+        let leader = wait_for_leader(&addrs, Duration::from_secs(30)).await?;
+        let client = Client::connect_with(&addrs, options.clone()).await?;
+        client.publish_dataset(&format!("before-{trial}"), "x").await?;
+        let killed_at = Instant::now();
+        bench.cluster.kill(leader)?;
+        client.publish_dataset(&format!("after-{trial}"), "x").await?;
+        let elapsed = killed_at.elapsed();
+        println!(
+            "trial {trial}: killed scheduler {leader}; next publish acknowledged after {}",
+            ms(elapsed)
+        );
+        samples.push(elapsed);
+        bench.cluster.start(leader)?;
+        // Let the restarted replica catch up before the next kill.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let summary = summarize(samples);
+    println!(
+        "{} trials: median {}  p99 {}  worst {}",
+        summary.count,
+        ms(summary.p50),
+        ms(summary.p99),
+        ms(summary.max)
+    );
+    bench.cluster.stop_all(Duration::from_secs(10))?;
+    Ok(())
+}

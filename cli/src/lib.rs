@@ -1,0 +1,73 @@
+//! The `cairn` binary's code: argument parsing and the subcommands.
+//!
+//! # Layout
+//!
+//! - `args.rs`: the command line (clap).
+//! - `scheduler_cmd.rs`: `cairn scheduler`, one replica.
+//! - `up.rs`: `cairn up`, a local cluster of child processes.
+//! - `datasets_cmd.rs`, `status_cmd.rs`, `cluster_cmd.rs`: client commands.
+//! - `bench.rs`: `cairn bench`, benchmarks that print figures.
+//! - [`local_cluster`]: scheduler child processes with fault verbs (also used by
+//!   the process-level tests).
+//! - `discovery.rs`: `--cluster`, `$CAIRN_CLUSTER`, or the cluster file.
+//! - `signals.rs`: SIGTERM / Ctrl-C.
+
+mod args;
+mod bench;
+mod cluster_cmd;
+mod datasets_cmd;
+mod discovery;
+pub mod local_cluster;
+mod scheduler_cmd;
+mod signals;
+mod status_cmd;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn init_tracing(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parses the command line and runs the command; errors are printed, not panicked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Scheduler(_) => "info,openraft=warn",
+        _ => "warn",
+    };
+    init_tracing(default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Scheduler(args) => scheduler_cmd::run(args).await,
+            Command::Up(args) => up::run(args).await,
+            Command::Datasets(args) => datasets_cmd::run(args).await,
+            Command::Status(args) => status_cmd::run(args).await,
+            Command::Cluster(args) => cluster_cmd::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! A cluster of `cairn scheduler` child processes on loopback: used by `cairn up`,
+//! the benchmarks, and the process-level tests (with fault verbs: kill, pause,
+//! resume, restart).
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+/// The name of the cluster file inside a `cairn up` directory.
+pub const CLUSTER_FILE: &str = "cluster.json";
+
+/// One scheduler of a local cluster, as the cluster file records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerEntry {
+    /// The replica id.
+    pub id: u64,
+    /// Its address.
+    pub addr: String,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+}
+
+/// What `cairn up` writes so that clients and later runs find the same cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// The token the cluster was bootstrapped with.
+    pub cluster_token: String,
+    /// Every scheduler.
+    pub schedulers: Vec<SchedulerEntry>,
+}
+
+impl ClusterFile {
+    /// Reads a cluster file.
+    pub fn read(path: &Path) -> anyhow::Result<ClusterFile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid cluster file", path.display()))
+    }
+
+    /// Writes a cluster file (atomically).
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// The scheduler addresses.
+    pub fn addrs(&self) -> Vec<String> {
+        self.schedulers.iter().map(|entry| entry.addr.clone()).collect()
+    }
+
+    /// `--peers` for these schedulers.
+    pub fn peers_arg(&self) -> String {
+        let peers: Vec<String> = self
+            .schedulers
+            .iter()
+            .map(|entry| format!("{}={}", entry.id, entry.addr))
+            .collect();
+        peers.join(",")
+    }
+}
+
+/// Whether `127.0.0.1:port` can be bound now.
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A port the OS says is free now.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Lays out a new cluster of `count` schedulers under `dir`, preferring ports from
+/// `base_port` on (0: any free ports).
+pub fn plan_cluster(dir: &Path, count: u64, base_port: u16, token: String) -> anyhow::Result<ClusterFile> {
+    let mut schedulers = Vec::new();
+    let mut taken = Vec::new();
+    for id in 1..=count {
+        let preferred = if base_port == 0 {
+            None
+        } else {
+            base_port.checked_add((id - 1) as u16)
+        };
+        let port = match preferred {
+            Some(port) if port_is_free(port) => port,
+            _ => loop {
+                let port = free_port()?;
+                if !taken.contains(&port) {
+                    break port;
+                }
+            },
+        };
+        taken.push(port);
+        schedulers.push(SchedulerEntry {
+            id,
+            addr: format!("127.0.0.1:{port}"),
+            data_dir: dir.join(format!("scheduler-{id}")),
+        });
+    }
+    Ok(ClusterFile {
+        cluster_token: token,
+        schedulers,
+    })
+}
+
+/// Running scheduler processes of one local cluster.
+pub struct LocalCluster {
+    /// The `cairn` binary to run.
+    binary: PathBuf,
+    /// The layout.
+    pub file: ClusterFile,
+    /// Where each scheduler's output goes.
+    log_dir: PathBuf,
+    /// Extra flags for every `cairn scheduler` (timing, for tests).
+    extra_args: Vec<String>,
+    /// Running children by replica id.
+    children: BTreeMap<u64, Child>,
+}
+
+impl LocalCluster {
+    /// A cluster of `file`'s schedulers run from `binary`, logging into `log_dir`.
+    pub fn new(binary: PathBuf, file: ClusterFile, log_dir: PathBuf, extra_args: Vec<String>) -> LocalCluster {
+        LocalCluster {
+            binary,
+            file,
+            log_dir,
+            extra_args,
+            children: BTreeMap::new(),
+        }
+    }
+
+    fn entry(&self, id: u64) -> anyhow::Result<&SchedulerEntry> {
+        self.file
+            .schedulers
+            .iter()
+            .find(|entry| entry.id == id)
+            .with_context(|| format!("no scheduler {id} in this cluster"))
+    }
+
+    /// Starts scheduler `id` (bootstrapping with `--peers` on its first start).
+    pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.is_running(id) {
+            return Ok(());
+        }
+        let entry = self.entry(id)?.clone();
+        std::fs::create_dir_all(&self.log_dir).with_context(|| format!("cannot create {}", self.log_dir.display()))?;
+        let log_path = self.log_dir.join(format!("scheduler-{id}.log"));
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let child = Command::new(&self.binary)
+            .arg("scheduler")
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--listen")
+            .arg(&entry.addr)
+            .arg("--data-dir")
+            .arg(&entry.data_dir)
+            .arg("--peers")
+            .arg(self.file.peers_arg())
+            .arg("--cluster-token")
+            .arg(&self.file.cluster_token)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.binary.display()))?;
+        self.children.insert(id, child);
+        Ok(())
+    }
+
+    /// Starts every scheduler.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<u64> = self.file.schedulers.iter().map(|entry| entry.id).collect();
+        for id in ids {
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    /// Whether scheduler `id` is running (reaps it if it exited).
+    pub fn is_running(&mut self, id: u64) -> bool {
+        match self.children.get_mut(&id) {
+            None => false,
+            Some(child) => match child.try_wait() {
+                Ok(None) => true,
+                Ok(Some(_)) | Err(_) => {
+                    self.children.remove(&id);
+                    false
+                }
+            },
+        }
+    }
+
+    /// Schedulers that exited by themselves since the last look, with their status.
+    pub fn reap_exited(&mut self) -> Vec<(u64, String)> {
+        let mut exited = Vec::new();
+        for (id, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited.push((*id, status.to_string()));
+            }
+        }
+        for (id, _) in &exited {
+            self.children.remove(id);
+        }
+        exited
+    }
+
+    fn signal(&self, id: u64, signal: Signal) -> anyhow::Result<()> {
+        let child = self
+            .children
+            .get(&id)
+            .with_context(|| format!("scheduler {id} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), signal).with_context(|| format!("cannot signal scheduler {id}"))?;
+        Ok(())
+    }
+
+    /// SIGKILL scheduler `id` and reap it.
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGKILL)?;
+        if let Some(mut child) = self.children.remove(&id) {
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP scheduler `id`.
+    pub fn pause(&self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGSTOP)
+    }
+
+    /// SIGCONT scheduler `id`.
+    pub fn resume(&self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGCONT)
+    }
+
+    /// SIGTERM scheduler `id` and wait for it to exit (SIGKILL after `grace`).
+    pub fn terminate(&mut self, id: u64, grace: Duration) -> anyhow::Result<()> {
+        let Some(mut child) = self.children.remove(&id) else {
+            return Ok(());
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        // A paused process cannot handle SIGTERM.
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                child.wait()?;
+                bail!("scheduler {id} did not stop within {grace:?}; killed it");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM every scheduler and wait for them.
+    pub fn stop_all(&mut self, grace: Duration) -> anyhow::Result<()> {
+        let ids: Vec<u64> = self.children.keys().copied().collect();
+        let mut first_error = None;
+        for id in ids {
+            if let Err(error) = self.terminate(id, grace) {
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// The address of scheduler `id`.
+    pub fn addr(&self, id: u64) -> anyhow::Result<String> {
+        Ok(self.entry(id)?.addr.clone())
+    }
+
+    /// Every scheduler address.
+    pub fn addrs(&self) -> Vec<String> {
+        self.file.addrs()
+    }
+
+    /// The log file of scheduler `id`.
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.log_dir.join(format!("scheduler-{id}.log"))
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until some replica reports a leader that a majority agrees on, and
+/// returns the leader's id.
+pub async fn wait_for_leader(addrs: &[String], timeout: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + timeout;
+    let options = cairn_client::ClientOptions {
+        timeout: Duration::from_millis(500),
+        attempt_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    loop {
+        if let Ok(client) = cairn_client::Client::connect_with(addrs, options.clone()).await {
+            let statuses = client.status().await;
+            let leaders: Vec<u64> = statuses
+                .iter()
+                .filter_map(|(_, status)| status.as_ref().ok())
+                .filter(|status| status.state == "leader")
+                .map(|status| status.node_id)
+                .collect();
+            if let [leader] = leaders.as_slice() {
+                let agreeing = statuses
+                    .iter()
+                    .filter_map(|(_, status)| status.as_ref().ok())
+                    .filter(|status| status.leader_id == Some(*leader))
+                    .count();
+                if agreeing * 2 > addrs.len() {
+                    return Ok(*leader);
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("no leader was elected within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

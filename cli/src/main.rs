@@ -1,0 +1,5 @@
+//! The `cairn` binary.
+
+fn main() -> std::process::ExitCode {
+    cairn_cli::main()
+}

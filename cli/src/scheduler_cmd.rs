@@ -1,0 +1,114 @@
+//! `cairn scheduler`: one replica, until SIGTERM or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_raft::{Bootstrap, NodeConfig, RaftSettings};
+use cairn_scheduler::server::SchedulerConfig;
+
+use crate::args::SchedulerArgs;
+use crate::signals::shutdown_signal;
+
+/// Parses `--peers`: `ID=HOST:PORT,...`.
+pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .with_context(|| format!("--peers entry `{part}` is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers entry `{part}`: `{id}` is not a node id"))?;
+        if id == 0 {
+            bail!("--peers entry `{part}`: node ids start at 1");
+        }
+        addr.trim()
+            .parse::<SocketAddr>()
+            .with_context(|| format!("--peers entry `{part}`: `{addr}` is not an ip:port address"))?;
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            bail!("--peers names node {id} twice");
+        }
+    }
+    if peers.is_empty() {
+        bail!("--peers is empty");
+    }
+    Ok(peers)
+}
+
+fn parse_range(text: &str) -> anyhow::Result<(u64, u64)> {
+    let (min, max) = text
+        .split_once('-')
+        .with_context(|| format!("--election-timeout-ms `{text}` is not MIN-MAX"))?;
+    let min: u64 = min
+        .trim()
+        .parse()
+        .context("--election-timeout-ms: MIN is not a number")?;
+    let max: u64 = max
+        .trim()
+        .parse()
+        .context("--election-timeout-ms: MAX is not a number")?;
+    Ok((min, max))
+}
+
+/// Validates the flags into a configuration.
+pub fn config(args: &SchedulerArgs) -> anyhow::Result<SchedulerConfig> {
+    if args.id == 0 {
+        bail!("--id must be a positive integer");
+    }
+    let bootstrap = match (&args.peers, args.join) {
+        (Some(peers), _) => Bootstrap::Peers {
+            peers: parse_peers(peers)?,
+            token: args.cluster_token.clone(),
+        },
+        (None, true) => Bootstrap::Join,
+        (None, false) => Bootstrap::RestartOnly,
+    };
+    let (election_timeout_min_ms, election_timeout_max_ms) = parse_range(&args.election_timeout_ms)?;
+    if args.heartbeat_ms == 0
+        || election_timeout_min_ms <= args.heartbeat_ms * 2
+        || election_timeout_max_ms <= election_timeout_min_ms
+    {
+        bail!(
+            "timing must satisfy 0 < 2 × --heartbeat-ms ({}) < election timeout MIN ({}) < MAX ({})",
+            args.heartbeat_ms,
+            election_timeout_min_ms,
+            election_timeout_max_ms
+        );
+    }
+    if args.snapshot_every == 0 {
+        bail!("--snapshot-every must be positive");
+    }
+    Ok(SchedulerConfig {
+        node: NodeConfig {
+            node_id: args.id,
+            data_dir: args.data_dir.clone(),
+            bootstrap,
+            settings: RaftSettings {
+                heartbeat_ms: args.heartbeat_ms,
+                election_timeout_min_ms,
+                election_timeout_max_ms,
+                snapshot_every: args.snapshot_every,
+            },
+        },
+        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+    })
+}
+
+/// Runs the replica until a shutdown signal.
+pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let addr: SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("--listen `{}` is not an ip:port address", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    cairn_scheduler::run(config, listener, shutdown_signal())
+        .await
+        .with_context(|| format!("scheduler {} failed", args.id))?;
+    Ok(())
+}

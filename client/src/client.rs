@@ -1,0 +1,639 @@
+//! The client: connection handling, leader following, retries, and the calls.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_proto::v1 as pb;
+use cairn_proto::v1::admin_client::AdminClient;
+use cairn_proto::v1::catalog_client::CatalogClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+
+use crate::error::{classify, Attempt, Error};
+use crate::value::{Dataset, DatasetInfo, PublishedDataset, Value};
+use crate::Datasets;
+
+/// The largest message the client sends or accepts.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Options for [`Client::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long one call may take in all, across retries and leader changes.
+    pub timeout: Duration,
+    /// How long one attempt against one replica may take before trying another
+    /// (so a paused or partitioned replica cannot hold a call for its whole timeout).
+    pub attempt_timeout: Duration,
+    /// Recorded as the publisher of datasets this client publishes.
+    pub publisher: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(2),
+            publisher: default_publisher(),
+        }
+    }
+}
+
+fn default_publisher() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{user}@{host}")
+}
+
+/// One replica's view of the cluster, from [`Client::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The address asked.
+    pub addr: String,
+    /// The replica's id.
+    pub node_id: u64,
+    /// The cluster id.
+    pub cluster_id: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub state: String,
+    /// The leader's id, if known.
+    pub leader_id: Option<u64>,
+    /// The leader's address, if known.
+    pub leader_addr: Option<String>,
+    /// The current term.
+    pub term: u64,
+    /// The last log index.
+    pub last_log_index: u64,
+    /// The commit index.
+    pub commit_index: u64,
+    /// The last applied index.
+    pub applied_index: u64,
+    /// The last snapshot's index.
+    pub snapshot_index: u64,
+    /// Published datasets, as of this replica's applied state.
+    pub datasets: u64,
+    /// `(id, addr, role)` of every member.
+    pub members: Vec<(u64, String, String)>,
+}
+
+struct Inner {
+    /// The addresses given at connect.
+    seeds: Vec<String>,
+    /// The leader's address, as last learned.
+    leader: Mutex<Option<String>>,
+    /// One lazily connecting channel per address.
+    channels: Mutex<HashMap<String, Channel>>,
+    /// This client's id, for exactly-once writes.
+    client_id: [u8; 16],
+    /// The last write sequence number handed out.
+    last_seq: AtomicU64,
+    /// Writes not yet answered; the lowest is sent as `lowest_unacked_seq`.
+    in_flight: Mutex<BTreeSet<u64>>,
+    /// Timeouts and publisher.
+    options: ClientOptions,
+}
+
+/// A connection to a Cairn cluster. Cheap to clone; clones share connections and
+/// the exactly-once session.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), cairn_client::Error> {
+/// let client = cairn_client::Client::connect(["127.0.0.1:7101", "127.0.0.1:7102"]).await?;
+/// client.publish_dataset("answer", "42").await?;
+/// assert_eq!(client.list_datasets().await?, vec!["answer".to_string()]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn parse_addr(addr: &str) -> Result<String, Error> {
+    let trimmed = addr.trim().trim_start_matches("http://");
+    if trimmed.is_empty() {
+        return Err(Error::InvalidAddress {
+            addr: addr.to_string(),
+            reason: "empty".to_string(),
+        });
+    }
+    let (host, port) = trimmed.rsplit_once(':').ok_or_else(|| Error::InvalidAddress {
+        addr: addr.to_string(),
+        reason: "expected host:port".to_string(),
+    })?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(Error::InvalidAddress {
+            addr: addr.to_string(),
+            reason: "expected host:port".to_string(),
+        });
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Splits a comma-separated address list (`--cluster`, `CAIRN_CLUSTER`).
+///
+/// ```
+/// let addrs = cairn_client::parse_cluster("127.0.0.1:7101, 127.0.0.1:7102").unwrap();
+/// assert_eq!(addrs, vec!["127.0.0.1:7101", "127.0.0.1:7102"]);
+/// ```
+pub fn parse_cluster(list: &str) -> Result<Vec<String>, Error> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(parse_addr)
+        .collect::<Result<_, _>>()?;
+    if addrs.is_empty() {
+        return Err(Error::InvalidAddress {
+            addr: list.to_string(),
+            reason: "no address given".to_string(),
+        });
+    }
+    Ok(addrs)
+}
+
+impl Client {
+    /// Connects to the cluster through any of its replicas, with default options,
+    /// and waits until one of them answers.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), cairn_client::Error> {
+    /// let client = cairn_client::Client::connect(["127.0.0.1:7101"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect<I, S>(addrs: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Client::connect_with(addrs, ClientOptions::default()).await
+    }
+
+    /// Connects with explicit options.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), cairn_client::Error> {
+    /// let options = cairn_client::ClientOptions { timeout: std::time::Duration::from_secs(3), ..Default::default() };
+    /// let client = cairn_client::Client::connect_with(["127.0.0.1:7101"], options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with<I, S>(addrs: I, options: ClientOptions) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let seeds: Vec<String> = addrs
+            .into_iter()
+            .map(|addr| parse_addr(addr.as_ref()))
+            .collect::<Result<_, _>>()?;
+        if seeds.is_empty() {
+            return Err(Error::InvalidAddress {
+                addr: String::new(),
+                reason: "no address given".to_string(),
+            });
+        }
+        let client = Client {
+            inner: Arc::new(Inner {
+                seeds,
+                leader: Mutex::new(None),
+                channels: Mutex::new(HashMap::new()),
+                client_id: rand::random(),
+                last_seq: AtomicU64::new(0),
+                in_flight: Mutex::new(BTreeSet::new()),
+                options,
+            }),
+        };
+        client.find_leader().await?;
+        Ok(client)
+    }
+
+    /// Asks the replicas who leads, until one answers (within the call timeout).
+    async fn find_leader(&self) -> Result<(), Error> {
+        let status = self
+            .call("connect", |channel| async move {
+                AdminClient::new(channel).status(pb::StatusRequest {}).await
+            })
+            .await?;
+        if !status.leader_addr.is_empty() {
+            *lock(&self.inner.leader) = Some(status.leader_addr);
+        }
+        Ok(())
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, Error> {
+        let mut channels = lock(&self.inner.channels);
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|error| Error::InvalidAddress {
+            addr: addr.to_string(),
+            reason: error.to_string(),
+        })?;
+        let channel = endpoint
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The replicas to try, the known leader first.
+    fn candidates(&self) -> Vec<String> {
+        let mut order = Vec::new();
+        if let Some(leader) = lock(&self.inner.leader).clone() {
+            order.push(leader);
+        }
+        for seed in &self.inner.seeds {
+            if !order.contains(seed) {
+                order.push(seed.clone());
+            }
+        }
+        order
+    }
+
+    /// Forgets `addr` as the leader after it failed us.
+    fn forget_leader(&self, addr: &str) {
+        let mut leader = lock(&self.inner.leader);
+        if leader.as_deref() == Some(addr) {
+            *leader = None;
+        }
+    }
+
+    /// Remembers `addr` as the leader.
+    fn remember_leader(&self, addr: &str) {
+        let mut leader = lock(&self.inner.leader);
+        if leader.as_deref() != Some(addr) {
+            *leader = Some(addr.to_string());
+        }
+    }
+
+    /// Runs one call with leader following and bounded retries: a not-leader answer
+    /// redirects at once; an unreachable, paused or leaderless replica makes the
+    /// client try the next one after a growing pause; the whole call ends with
+    /// [`Error::Timeout`] at the deadline, never hangs.
+    async fn call<T, F, Fut>(&self, operation: &'static str, mut attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let options = &self.inner.options;
+        let deadline = Instant::now() + options.timeout;
+        let mut candidates = self.candidates();
+        let mut next = 0usize;
+        let mut target = candidates[0].clone();
+        let mut pause = Duration::from_millis(10);
+        let mut last_error = String::from("no replica tried");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Timeout {
+                    operation,
+                    after: options.timeout,
+                    last_error,
+                });
+            }
+            let channel = self.channel(&target)?;
+            let limit = remaining.min(options.attempt_timeout);
+            let outcome = tokio::time::timeout(limit, attempt(channel)).await;
+            let redirect_to = match outcome {
+                Ok(Ok(response)) => {
+                    // Only the leader serves catalog calls; `connect` asks any replica.
+                    if operation != "connect" {
+                        self.remember_leader(&target);
+                    }
+                    return Ok(response.into_inner());
+                }
+                Ok(Err(status)) => match classify(&status) {
+                    Attempt::Fail(error) => return Err(error),
+                    Attempt::Redirect(leader) if leader != target => {
+                        tracing::debug!(from = %target, to = %leader, "following the leader");
+                        self.remember_leader(&leader);
+                        Some(leader)
+                    }
+                    Attempt::Redirect(_) => {
+                        last_error = format!("{target} says it is not the leader");
+                        None
+                    }
+                    Attempt::Retry(message) => {
+                        last_error = format!("{target}: {message}");
+                        None
+                    }
+                },
+                Err(_elapsed) => {
+                    last_error = format!("{target} did not answer within {limit:?}");
+                    None
+                }
+            };
+            match redirect_to {
+                Some(leader) => target = leader,
+                None => {
+                    self.forget_leader(&target);
+                    next += 1;
+                    if next >= candidates.len() {
+                        candidates = self.candidates();
+                        next = 0;
+                    }
+                    target = candidates[next].clone();
+                    let sleep = pause.min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(sleep).await;
+                    pause = (pause * 2).min(Duration::from_millis(300));
+                }
+            }
+        }
+    }
+
+    /// Runs a write with a fresh sequence number, retried under the same number so
+    /// the cluster applies it exactly once.
+    async fn write<F, Fut>(&self, operation: &'static str, mut build: F) -> Result<u64, Error>
+    where
+        F: FnMut(Channel, pb::RequestId) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<pb::WriteReply>, Status>>,
+    {
+        let seq = self.inner.last_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        lock(&self.inner.in_flight).insert(seq);
+        let client_id = self.inner.client_id.to_vec();
+        let result = self
+            .call(operation, |channel| {
+                let lowest_unacked_seq = lock(&self.inner.in_flight).first().copied().unwrap_or(seq);
+                let request = pb::RequestId {
+                    client_id: client_id.clone(),
+                    seq,
+                    lowest_unacked_seq,
+                };
+                build(channel, request)
+            })
+            .await;
+        lock(&self.inner.in_flight).remove(&seq);
+        result.map(|reply| reply.log_index)
+    }
+
+    fn catalog(channel: Channel) -> CatalogClient<Channel> {
+        CatalogClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// Publishes one dataset; fails with [`Error::AlreadyExists`] if the name exists.
+    /// Returns the log index of the publish.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// client.publish_dataset("negative_accounts", "Alice,-100\nBob,-200").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_dataset(&self, name: &str, value: impl Into<Value>) -> Result<u64, Error> {
+        self.publish_datasets(vec![Dataset::new(name, value)], false).await
+    }
+
+    /// Publishes several datasets atomically: all of them or none. Without
+    /// `override_existing`, any existing name fails the whole publish.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// use cairn_client::Dataset;
+    /// client.publish_datasets(vec![Dataset::new("a", "1"), Dataset::new("b", "2")], false).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_datasets(&self, datasets: Vec<Dataset>, override_existing: bool) -> Result<u64, Error> {
+        let items: Vec<pb::PublishItem> = datasets
+            .into_iter()
+            .map(|dataset| pb::PublishItem {
+                name: dataset.name,
+                value: Some(pb::InlineValue {
+                    data: dataset.value.data,
+                    content_type: dataset.value.content_type,
+                }),
+                attributes: dataset.attributes.into_iter().collect(),
+            })
+            .collect();
+        let publisher = self.inner.options.publisher.clone();
+        self.write("publish", |channel, request| {
+            let message = pb::PublishRequest {
+                request: Some(request),
+                items: items.clone(),
+                r#override: override_existing,
+                publisher: publisher.clone(),
+            };
+            async move { Self::catalog(channel).publish(message).await }
+        })
+        .await
+    }
+
+    /// Removes a dataset; fails with [`Error::NotFound`] if it does not exist.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// client.unpublish_dataset("negative_accounts").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn unpublish_dataset(&self, name: &str) -> Result<u64, Error> {
+        self.write("unpublish", |channel, request| {
+            let message = pb::UnpublishRequest {
+                request: Some(request),
+                name: name.to_string(),
+            };
+            async move { Self::catalog(channel).unpublish(message).await }
+        })
+        .await
+    }
+
+    /// Dataset names in publish order (linearizable).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// for name in client.list_datasets().await? {
+    ///     println!("{name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_datasets(&self) -> Result<Vec<String>, Error> {
+        let reply = self
+            .call("list", |channel| async move {
+                Self::catalog(channel).list(pb::ListRequest {}).await
+            })
+            .await?;
+        Ok(reply.names)
+    }
+
+    /// One dataset with its value (linearizable); [`Error::NotFound`] if missing.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let dataset = client.get_dataset("negative_accounts").await?;
+    /// println!("{:?}", dataset.value.as_text());
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_dataset(&self, name: &str) -> Result<PublishedDataset, Error> {
+        let entry = self
+            .call("get", |channel| {
+                let request = pb::NameRequest { name: name.to_string() };
+                async move { Self::catalog(channel).get(request).await }
+            })
+            .await?;
+        let value = match entry.kind {
+            Some(pb::dataset_entry::Kind::Value(value)) => Value::new(value.data, value.content_type),
+            None => {
+                return Err(Error::Protocol {
+                    message: format!("dataset '{name}' is not an inline value; this client cannot read it yet"),
+                })
+            }
+        };
+        Ok(PublishedDataset {
+            name: entry.name,
+            value,
+            attributes: entry.attributes.into_iter().collect(),
+            publisher: entry.publisher,
+            published_at_index: entry.published_at_index,
+        })
+    }
+
+    /// What a dataset is, without reading its data (linearizable).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let info = client.dataset_info("negative_accounts").await?;
+    /// println!("{} bytes of {}", info.bytes, info.content_type);
+    /// # Ok(()) }
+    /// ```
+    pub async fn dataset_info(&self, name: &str) -> Result<DatasetInfo, Error> {
+        let info = self
+            .call("info", |channel| {
+                let request = pb::NameRequest { name: name.to_string() };
+                async move { Self::catalog(channel).info(request).await }
+            })
+            .await?;
+        Ok(DatasetInfo {
+            name: info.name,
+            kind: info.kind,
+            content_type: info.content_type,
+            bytes: info.bytes,
+            attributes: info.attributes.into_iter().collect(),
+            publisher: info.publisher,
+            published_at_index: info.published_at_index,
+        })
+    }
+
+    /// The mapping interface, as Dask's `client.datasets`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let datasets = client.datasets();
+    /// datasets.insert("k", "v").await?;
+    /// assert!(datasets.contains("k").await?);
+    /// # Ok(()) }
+    /// ```
+    pub fn datasets(&self) -> Datasets<'_> {
+        Datasets::new(self)
+    }
+
+    /// Asks every replica given at connect (and the known leader) for its status.
+    /// Replicas that do not answer within the attempt timeout are reported as errors.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// for (addr, status) in client.status().await {
+    ///     println!("{addr}: {:?}", status.map(|s| s.state));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn status(&self) -> Vec<(String, Result<NodeStatus, Error>)> {
+        let mut addrs: Vec<String> = self.inner.seeds.clone();
+        let mut seen: BTreeSet<String> = addrs.iter().cloned().collect();
+        let mut results = Vec::new();
+        let mut index = 0;
+        while index < addrs.len() {
+            let addr = addrs[index].clone();
+            index += 1;
+            let result = self.node_status(&addr).await;
+            if let Ok(status) = &result {
+                for (_, member_addr, _) in &status.members {
+                    if seen.insert(member_addr.clone()) {
+                        addrs.push(member_addr.clone());
+                    }
+                }
+            }
+            results.push((addr, result));
+        }
+        results
+    }
+
+    async fn node_status(&self, addr: &str) -> Result<NodeStatus, Error> {
+        let channel = self.channel(addr)?;
+        let limit = self.inner.options.attempt_timeout;
+        let reply = tokio::time::timeout(limit, AdminClient::new(channel).status(pb::StatusRequest {}))
+            .await
+            .map_err(|_| Error::Timeout {
+                operation: "status",
+                after: limit,
+                last_error: format!("{addr} did not answer"),
+            })?
+            .map_err(|status| Error::Timeout {
+                operation: "status",
+                after: limit,
+                last_error: format!("{addr}: {}", status.message()),
+            })?
+            .into_inner();
+        Ok(NodeStatus {
+            addr: addr.to_string(),
+            node_id: reply.node_id,
+            cluster_id: reply.cluster_id,
+            state: reply.state,
+            leader_id: (reply.leader_id != 0).then_some(reply.leader_id),
+            leader_addr: (!reply.leader_addr.is_empty()).then_some(reply.leader_addr),
+            term: reply.term,
+            last_log_index: reply.last_log_index,
+            commit_index: reply.commit_index,
+            applied_index: reply.applied_index,
+            snapshot_index: reply.snapshot_index,
+            datasets: reply.datasets,
+            members: reply
+                .members
+                .into_iter()
+                .map(|member| (member.id, member.addr, member.role))
+                .collect(),
+        })
+    }
+
+    /// Adds a scheduler replica (started with `--join`) to the cluster: it becomes a
+    /// learner, catches up, then votes. Returns the members after the change.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// client.add_node(4, "127.0.0.1:7104").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_node(&self, id: u64, addr: &str) -> Result<Vec<(u64, String, String)>, Error> {
+        let addr = parse_addr(addr)?;
+        let reply = self
+            .call("add-node", |channel| {
+                let request = pb::AddNodeRequest { id, addr: addr.clone() };
+                async move { AdminClient::new(channel).add_node(request).await }
+            })
+            .await?;
+        Ok(reply.members.into_iter().map(|m| (m.id, m.addr, m.role)).collect())
+    }
+
+    /// Removes a scheduler replica from the cluster. Returns the members after.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// client.remove_node(4).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_node(&self, id: u64) -> Result<Vec<(u64, String, String)>, Error> {
+        let reply = self
+            .call("remove-node", |channel| async move {
+                AdminClient::new(channel)
+                    .remove_node(pb::RemoveNodeRequest { id })
+                    .await
+            })
+            .await?;
+        Ok(reply.members.into_iter().map(|m| (m.id, m.addr, m.role)).collect())
+    }
+}

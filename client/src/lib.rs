@@ -1,0 +1,37 @@
+//! `cairn-client`: the Rust client library for Cairn clusters.
+//!
+//! Connect to any scheduler replica; the client finds the leader, follows it across
+//! leader changes, and retries with bounded backoff. Writes carry a client id and a
+//! sequence number, so a write retried after a lost reply is applied exactly once.
+//! Reads are linearizable (the leader confirms its leadership with a quorum first).
+//!
+//! ```no_run
+//! use cairn_client::{Client, Dataset};
+//!
+//! # async fn demo() -> Result<(), cairn_client::Error> {
+//! let client = Client::connect(["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]).await?;
+//! client.publish_dataset("negative_accounts", "Alice,-100\nBob,-200").await?;
+//! client.publish_datasets(vec![Dataset::new("a", "1"), Dataset::new("b", "2")], false).await?;
+//! assert_eq!(client.list_datasets().await?, ["negative_accounts", "a", "b"]);
+//! let dataset = client.get_dataset("negative_accounts").await?;
+//! assert_eq!(dataset.value.as_text(), Some("Alice,-100\nBob,-200"));
+//! client.unpublish_dataset("a").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `client.rs`: [`Client`]: connections, leader following, retries, every call.
+//! - `datasets.rs`: [`Datasets`], the mapping interface.
+//! - `value.rs`: [`Value`], [`Dataset`], [`PublishedDataset`], [`DatasetInfo`].
+//! - `error.rs`: [`Error`], and how a replica's gRPC status becomes one.
+
+mod client;
+mod datasets;
+mod error;
+mod value;
+
+pub use client::{parse_cluster, Client, ClientOptions, NodeStatus};
+pub use datasets::Datasets;
+pub use error::Error;
+pub use value::{Dataset, DatasetInfo, PublishedDataset, Value, BYTES, TEXT};

@@ -1,0 +1,120 @@
+//! Raft for Cairn's scheduler replicas: openraft's types, the RocksDB log store and
+//! state machine, and the gRPC Raft network.
+//!
+//! # Layout
+//!
+//! - [`types`]: the openraft type configuration; commands and outcomes are opaque bytes.
+//! - [`log_store`]: the Raft log and vote in RocksDB (synced before acknowledged).
+//! - [`state_machine`]: applies committed commands to a [`ReplicatedState`] and writes
+//!   its rows, the applied log id and the membership in one synced batch; snapshots.
+//! - [`network`] / [`transport`]: Raft RPCs to and from peers over tonic.
+//! - [`identity`]: which node and cluster a data dir belongs to.
+//! - [`node`]: opening a replica and bootstrapping a cluster.
+//! - [`replica`]: the application's handle: propose, ReadIndex, membership, status.
+//!
+//! This is the only crate that knows openraft. It knows nothing of datasets: the
+//! application (`cairn-scheduler`) plugs in through [`ReplicatedState`].
+
+pub mod codec;
+pub mod identity;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod replica;
+pub mod state_machine;
+pub mod transport;
+pub mod types;
+
+use std::path::PathBuf;
+
+pub use node::{Bootstrap, NodeConfig, RaftNode, RaftSettings};
+pub use replica::{Member, Replica, ReplicaError, ReplicaStatus};
+pub use state_machine::{ApplyContext, LoadError, ReplicatedState, StateHandle, StateWrites};
+pub use types::{Command, NodeId, Outcome, Raft, RaftMetrics};
+
+/// Why a replica could not open its data dir or start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data dir does not exist and nothing says to create a cluster.
+    #[error(
+        "{data_dir} holds no Cairn state: pass --peers to bootstrap a new cluster, or --join to wait to be added to one"
+    )]
+    NoState {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
+    /// The data dir holds files that are not a Cairn database.
+    #[error("{data_dir} is not empty and is not a Cairn data dir; refusing to use it")]
+    NotADataDir {
+        /// The data dir.
+        data_dir: PathBuf,
+    },
+    /// The data dir belongs to another replica id.
+    #[error("{data_dir} belongs to node {stored}, not to --id {requested}")]
+    OtherNode {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// The id recorded in it.
+        stored: NodeId,
+        /// The id asked for.
+        requested: NodeId,
+    },
+    /// The data dir belongs to another cluster.
+    #[error(
+        "{data_dir} belongs to cluster {stored}, but --peers/--cluster-token describe cluster {requested}; \
+         use the data dir of this cluster, or restart with the original --peers"
+    )]
+    OtherCluster {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// The cluster id recorded in it.
+        stored: String,
+        /// The cluster id the flags describe.
+        requested: String,
+    },
+    /// `--id` is not among `--peers`.
+    #[error("--id {node_id} is not among the --peers ({peers:?})")]
+    NotAPeer {
+        /// The id asked for.
+        node_id: NodeId,
+        /// The ids in `--peers`.
+        peers: Vec<NodeId>,
+    },
+    /// The data dir is damaged.
+    #[error("{data_dir} is damaged: {reason}")]
+    Corrupt {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file-system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or read.
+    #[error(transparent)]
+    Storage(#[from] cairn_storage::StorageError),
+    /// Stored bytes could not be decoded.
+    #[error("the data dir is damaged: {0}")]
+    Codec(#[from] codec::CodecError),
+    /// The application could not rebuild its state.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The Raft settings are invalid.
+    #[error("invalid raft settings: {reason}")]
+    Settings {
+        /// What openraft said.
+        reason: String,
+    },
+    /// openraft failed to start.
+    #[error("raft failed to start: {reason}")]
+    Raft {
+        /// What openraft said.
+        reason: String,
+    },
+}

@@ -1,0 +1,229 @@
+//! Opening a replica: its data dir, identity checks, and the openraft instance.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_proto::v1::raft_transport_server::RaftTransportServer;
+use cairn_storage::Db;
+
+use crate::identity::{derive_cluster_id, read_identity, write_identity, ClusterIdentity, StoredIdentity};
+use crate::log_store::LogStore;
+use crate::network::Network;
+use crate::state_machine::{ReplicatedState, StateHandle, StateMachineStore};
+use crate::transport::RaftTransportService;
+use crate::types::{Node, NodeId, Raft};
+use crate::OpenError;
+
+/// How a replica that has no state yet comes into a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Form a new cluster of these voters (`--peers`). Ignored when the data dir
+    /// already holds a cluster.
+    Peers {
+        /// Every initial voter, this replica included.
+        peers: BTreeMap<NodeId, String>,
+        /// Distinguishes clusters bootstrapped with the same peers (`--cluster-token`).
+        token: String,
+    },
+    /// Wait to be added by `cairn cluster add-node` (`--join`).
+    Join,
+    /// Only restart an existing replica; a missing data dir is an error.
+    RestartOnly,
+}
+
+/// Raft timing and log-compaction settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSettings {
+    /// How often the leader sends heartbeats, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// The lower bound of the randomized election timeout, in milliseconds.
+    pub election_timeout_min_ms: u64,
+    /// The upper bound of the randomized election timeout, in milliseconds.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log) after this many applied entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 500,
+            snapshot_every: 10_000,
+        }
+    }
+}
+
+/// Everything needed to open one replica.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This replica's id (`--id`).
+    pub node_id: NodeId,
+    /// Where its database and snapshots live (`--data-dir`).
+    pub data_dir: PathBuf,
+    /// How it comes into a cluster the first time.
+    pub bootstrap: Bootstrap,
+    /// Raft timing.
+    pub settings: RaftSettings,
+}
+
+/// An open replica.
+pub struct RaftNode<S> {
+    /// The openraft instance.
+    pub raft: Raft,
+    /// Read access to the replicated application.
+    pub state: StateHandle<S>,
+    /// Which cluster the replica belongs to.
+    pub identity: ClusterIdentity,
+    /// The replica id.
+    pub node_id: NodeId,
+}
+
+fn database_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("db")
+}
+
+impl<S: ReplicatedState> RaftNode<S> {
+    /// Opens the replica's data dir (creating it on first start), checks that it
+    /// belongs to this replica and cluster, starts openraft and, on the very first
+    /// start with `Bootstrap::Peers`, initializes the cluster.
+    pub async fn open(config: NodeConfig) -> Result<RaftNode<S>, OpenError> {
+        let node_id = config.node_id;
+        let db_dir = database_dir(&config.data_dir);
+        let fresh = !db_dir.exists();
+        if fresh {
+            if config.bootstrap == Bootstrap::RestartOnly {
+                return Err(OpenError::NoState {
+                    data_dir: config.data_dir.clone(),
+                });
+            }
+            if config.data_dir.exists() && !is_empty_dir(&config.data_dir)? {
+                return Err(OpenError::NotADataDir {
+                    data_dir: config.data_dir.clone(),
+                });
+            }
+        }
+        if let Bootstrap::Peers { peers, .. } = &config.bootstrap {
+            if !peers.contains_key(&node_id) {
+                return Err(OpenError::NotAPeer {
+                    node_id,
+                    peers: peers.keys().copied().collect(),
+                });
+            }
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| OpenError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&db_dir)?;
+        let expected_cluster = match &config.bootstrap {
+            Bootstrap::Peers { peers, token } => Some(derive_cluster_id(peers, token)),
+            Bootstrap::Join | Bootstrap::RestartOnly => None,
+        };
+        let stored = read_identity(&db)?;
+        let identity = match stored {
+            None if fresh => {
+                let identity = StoredIdentity {
+                    node_id,
+                    cluster_id: expected_cluster.clone(),
+                };
+                write_identity(&db, &identity)?;
+                identity
+            }
+            None => {
+                return Err(OpenError::Corrupt {
+                    data_dir: config.data_dir.clone(),
+                    reason: "the database has no node identity".to_string(),
+                })
+            }
+            Some(identity) => identity,
+        };
+        if identity.node_id != node_id {
+            return Err(OpenError::OtherNode {
+                data_dir: config.data_dir.clone(),
+                stored: identity.node_id,
+                requested: node_id,
+            });
+        }
+        if let (Some(stored), Some(expected)) = (&identity.cluster_id, &expected_cluster) {
+            if stored != expected {
+                return Err(OpenError::OtherCluster {
+                    data_dir: config.data_dir.clone(),
+                    stored: stored.clone(),
+                    requested: expected.clone(),
+                });
+            }
+        }
+        let cluster = ClusterIdentity::new(node_id, identity.cluster_id.clone(), db.clone());
+
+        let raft_config = openraft::Config {
+            cluster_name: "cairn".to_string(),
+            heartbeat_interval: config.settings.heartbeat_ms,
+            election_timeout_min: config.settings.election_timeout_min_ms,
+            election_timeout_max: config.settings.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.settings.snapshot_every),
+            max_in_snapshot_log_to_keep: 1_000,
+            max_payload_entries: 256,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            install_snapshot_timeout: 2_000,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|error| OpenError::Settings {
+            reason: error.to_string(),
+        })?);
+        let log_store = LogStore::new(db.clone());
+        let state_machine = StateMachineStore::<S>::open(db.clone(), &config.data_dir.join("snapshot"))?;
+        let state = state_machine.handle();
+        let network = Network::new(node_id, cluster.clone());
+        let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
+            .await
+            .map_err(|error| OpenError::Raft {
+                reason: error.to_string(),
+            })?;
+
+        if let Bootstrap::Peers { peers, .. } = &config.bootstrap {
+            let initialized = raft.is_initialized().await.map_err(|error| OpenError::Raft {
+                reason: error.to_string(),
+            })?;
+            if !initialized {
+                let members: BTreeMap<NodeId, Node> = peers
+                    .iter()
+                    .map(|(id, addr)| (*id, Node { addr: addr.clone() }))
+                    .collect();
+                tracing::info!(node = node_id, members = ?peers, "bootstrapping a new cluster");
+                if let Err(error) = raft.initialize(members).await {
+                    // Another replica may have initialized us first; that is fine.
+                    tracing::info!(%error, "cluster already initialized");
+                }
+            } else {
+                tracing::info!(node = node_id, "rejoining an existing cluster; --peers ignored");
+            }
+        }
+        Ok(RaftNode {
+            raft,
+            state,
+            identity: cluster,
+            node_id,
+        })
+    }
+
+    /// The application's handle on this replica.
+    pub fn replica(&self) -> crate::Replica {
+        crate::Replica::new(self.raft.clone())
+    }
+
+    /// The gRPC service that peers send Raft messages to.
+    pub fn transport(&self) -> RaftTransportServer<RaftTransportService> {
+        RaftTransportService::new(self.raft.clone(), self.identity.clone())
+    }
+}
+
+fn is_empty_dir(path: &Path) -> Result<bool, OpenError> {
+    let mut entries = std::fs::read_dir(path).map_err(|source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(entries.next().is_none())
+}

@@ -1,0 +1,282 @@
+//! A replica's handle for the application: propose, linearizable read barrier,
+//! membership changes and status — in Cairn's own types, so no other crate needs
+//! to know openraft.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+
+use crate::types::{Command, NodeId, Outcome, Raft, RaftMetrics};
+
+/// Why a replica could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// This replica is not the leader.
+    #[error("not the leader")]
+    NotLeader {
+        /// The leader, if known.
+        leader_id: Option<NodeId>,
+        /// Its address, if known.
+        leader_addr: Option<String>,
+    },
+    /// No quorum answered in time. For a proposal, it may still commit later.
+    #[error("{operation} did not complete within {after:?}: no quorum answered")]
+    Timeout {
+        /// What timed out.
+        operation: &'static str,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// A membership change was refused.
+    #[error("membership change refused: {reason}")]
+    Membership {
+        /// Why.
+        reason: String,
+    },
+    /// Raft has stopped (shutdown or a fatal storage error).
+    #[error("raft has stopped: {reason}")]
+    Stopped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One member of the Raft group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address.
+    pub addr: String,
+    /// Whether it votes (else it is a learner).
+    pub voter: bool,
+}
+
+/// A replica's view of the group (a diagnostic; not linearizable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// This replica.
+    pub node_id: NodeId,
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub state: &'static str,
+    /// The leader, if known.
+    pub leader_id: Option<NodeId>,
+    /// The leader's address, if known.
+    pub leader_addr: Option<String>,
+    /// The current term.
+    pub term: u64,
+    /// The last log index.
+    pub last_log_index: u64,
+    /// The commit index as this replica knows it.
+    pub commit_index: u64,
+    /// The last applied index.
+    pub applied_index: u64,
+    /// The last snapshot's index.
+    pub snapshot_index: u64,
+    /// The membership.
+    pub members: Vec<Member>,
+}
+
+/// The application's handle on its replica. Cheap to clone.
+#[derive(Clone)]
+pub struct Replica {
+    /// The openraft instance.
+    raft: Raft,
+}
+
+fn not_leader(forward: ForwardToLeader<NodeId, BasicNode>) -> ReplicaError {
+    ReplicaError::NotLeader {
+        leader_id: forward.leader_id,
+        leader_addr: forward.leader_node.map(|node| node.addr),
+    }
+}
+
+fn write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ReplicaError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => not_leader(forward),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => ReplicaError::Membership {
+            reason: error.to_string(),
+        },
+        RaftError::Fatal(fatal) => ReplicaError::Stopped {
+            reason: fatal.to_string(),
+        },
+    }
+}
+
+fn state_label(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl Replica {
+    /// The handle over `raft`.
+    pub fn new(raft: Raft) -> Replica {
+        Replica { raft }
+    }
+
+    fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Proposes `command`; returns its outcome once committed and applied here.
+    pub async fn propose(&self, command: Command, timeout: Duration) -> Result<Outcome, ReplicaError> {
+        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
+            Err(_elapsed) => Err(ReplicaError::Timeout {
+                operation: "the write",
+                after: timeout,
+            }),
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(error)) => Err(write_error(error)),
+        }
+    }
+
+    /// ReadIndex: confirms leadership with a quorum and waits until everything
+    /// committed before the call is applied here. Reads after it are linearizable.
+    pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReplicaError> {
+        let timed_out = ReplicaError::Timeout {
+            operation: "the read",
+            after: timeout,
+        };
+        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Err(_elapsed) => Err(timed_out),
+            Ok(Ok(_read_log_id)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => Err(not_leader(forward)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)))) => {
+                tracing::debug!(%error, "read barrier without a quorum");
+                Err(timed_out)
+            }
+            Ok(Err(RaftError::Fatal(fatal))) => Err(ReplicaError::Stopped {
+                reason: fatal.to_string(),
+            }),
+        }
+    }
+
+    /// Fails with `NotLeader` unless this replica believes it leads.
+    pub fn ensure_leader(&self) -> Result<(), ReplicaError> {
+        let status = self.status_now(None);
+        if status.leader_id == Some(status.node_id) {
+            return Ok(());
+        }
+        Err(ReplicaError::NotLeader {
+            leader_id: status.leader_id,
+            leader_addr: status.leader_addr,
+        })
+    }
+
+    fn status_now(&self, commit_index: Option<u64>) -> ReplicaStatus {
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let leader_addr = metrics
+            .current_leader
+            .and_then(|leader| membership.get_node(&leader))
+            .map(|node| node.addr.clone());
+        let applied_index = metrics.last_applied.map(|log_id| log_id.index).unwrap_or(0);
+        ReplicaStatus {
+            node_id: metrics.id,
+            state: state_label(metrics.state),
+            leader_id: metrics.current_leader,
+            leader_addr,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            commit_index: commit_index.unwrap_or(applied_index),
+            applied_index,
+            snapshot_index: metrics.snapshot.map(|log_id| log_id.index).unwrap_or(0),
+            members,
+        }
+    }
+
+    /// This replica's view of the group.
+    pub async fn status(&self) -> ReplicaStatus {
+        let commit_index = self
+            .raft
+            .with_raft_state(|state| state.committed.map(|log_id| log_id.index))
+            .await
+            .ok()
+            .flatten();
+        self.status_now(commit_index)
+    }
+
+    /// Adds `id` at `addr` as a learner, waits until it has caught up, then makes it
+    /// a voter. Returns the log index of the membership change.
+    pub async fn add_voter(&self, id: NodeId, addr: String, timeout: Duration) -> Result<u64, ReplicaError> {
+        self.ensure_leader()?;
+        if self
+            .status_now(None)
+            .members
+            .iter()
+            .any(|member| member.id == id && member.voter)
+        {
+            return Err(ReplicaError::Membership {
+                reason: format!("node {id} is already a voting member"),
+            });
+        }
+        tracing::info!(node = id, %addr, "adding a learner");
+        let added = tokio::time::timeout(timeout, self.raft.add_learner(id, BasicNode { addr }, true))
+            .await
+            .map_err(|_| ReplicaError::Timeout {
+                operation: "catching up the new node",
+                after: timeout,
+            })?;
+        added.map_err(write_error)?;
+        tracing::info!(node = id, "promoting the learner to voter");
+        let changed = self
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(write_error)?;
+        Ok(changed.log_id.index)
+    }
+
+    /// Removes `id` from the voters and learners. Returns the log index of the change.
+    pub async fn remove_node(&self, id: NodeId) -> Result<u64, ReplicaError> {
+        self.ensure_leader()?;
+        let members = self.status_now(None).members;
+        let Some(member) = members.iter().find(|member| member.id == id) else {
+            let ids: Vec<NodeId> = members.iter().map(|member| member.id).collect();
+            return Err(ReplicaError::Membership {
+                reason: format!("node {id} is not a member of the cluster (members: {ids:?})"),
+            });
+        };
+        let change = if member.voter {
+            let voters: BTreeSet<NodeId> = members
+                .iter()
+                .filter(|member| member.voter && member.id != id)
+                .map(|member| member.id)
+                .collect();
+            if voters.is_empty() {
+                return Err(ReplicaError::Membership {
+                    reason: "cannot remove the last voter".to_string(),
+                });
+            }
+            ChangeMembers::ReplaceAllVoters(voters)
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        tracing::info!(node = id, "removing a node");
+        let changed = self.raft.change_membership(change, false).await.map_err(write_error)?;
+        Ok(changed.log_id.index)
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not shut down cleanly");
+        }
+    }
+}

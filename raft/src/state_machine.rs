@@ -1,0 +1,396 @@
+//! The RocksDB-backed Raft state machine, generic over the replicated application.
+//!
+//! The application ([`ReplicatedState`], implemented by `cairn-scheduler`) keeps its
+//! state in memory for reads and describes every change as rows of the `state`
+//! column. Each call to `apply` writes those rows, the applied log id and the
+//! membership in **one synced batch**, so the durable state always matches one log
+//! index exactly. At start the application is rebuilt from the rows.
+//!
+//! Snapshots are built from a RocksDB point-in-time view of the same rows, so they
+//! never block `apply`, and are kept as a file (`snapshot/current`) written with
+//! fsync-and-rename.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use cairn_storage::{blocking, Column, Db, Durability, Row, StorageError};
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::types::{Entry, LogId, Node, NodeId, Outcome, RaftStorageError, StoredMembership, TypeConfig};
+
+const APPLIED_KEY: &[u8] = b"sm/applied";
+const MEMBERSHIP_KEY: &[u8] = b"sm/membership";
+const SNAPSHOT_FILE: &str = "current";
+
+/// What the replicated application is told about the entry it applies.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyContext {
+    /// The log index of the command being applied.
+    pub log_index: u64,
+}
+
+/// The changes one `apply` makes to the application's durable rows.
+#[derive(Debug, Default)]
+pub struct StateWrites {
+    /// `(key, Some(value))` sets a row, `(key, None)` deletes it; later writes to the
+    /// same key win, as in a RocksDB batch.
+    rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl StateWrites {
+    /// Sets the row `key` to `value`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.rows.push((key, Some(value)));
+    }
+
+    /// Deletes the row `key`.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.rows.push((key, None));
+    }
+
+    /// The writes in order: `(key, Some(value))` sets, `(key, None)` deletes.
+    pub fn into_rows(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.rows
+    }
+}
+
+/// Why the application could not rebuild itself from its rows.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot rebuild the replicated state from disk: {reason}")]
+pub struct LoadError {
+    /// What was wrong with the rows.
+    pub reason: String,
+}
+
+/// A deterministic application replicated by Raft.
+///
+/// `apply` must be a pure function of the state and the command: no clock reads,
+/// randomness or I/O. Whatever it needs to be durable it writes as rows, and `load`
+/// must rebuild the same state from exactly those rows.
+pub trait ReplicatedState: Send + Sync + 'static {
+    /// Rebuilds the state from its durable rows (key order).
+    fn load(rows: Vec<Row>) -> Result<Self, LoadError>
+    where
+        Self: Sized;
+
+    /// Applies one committed command and returns its encoded outcome.
+    fn apply(&mut self, context: ApplyContext, command: &[u8], writes: &mut StateWrites) -> Vec<u8>;
+}
+
+/// Shared read access to the application state, for serving reads.
+pub struct StateHandle<S> {
+    /// The state; `apply` takes the write lock only while it mutates memory.
+    state: Arc<RwLock<S>>,
+}
+
+impl<S> Clone for StateHandle<S> {
+    fn clone(&self) -> Self {
+        StateHandle {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<S> StateHandle<S> {
+    /// Runs `read` with the current state. Callers that need linearizability call
+    /// `Raft::ensure_linearizable` first.
+    pub fn read<R>(&self, read: impl FnOnce(&S) -> R) -> R {
+        read(&self.read_guard())
+    }
+
+    fn read_guard(&self) -> RwLockReadGuard<'_, S> {
+        // A panic while holding the lock would be a bug in `apply`; the state it left
+        // is still the best we have, and openraft stops the node on the error anyway.
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_guard(&self) -> RwLockWriteGuard<'_, S> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a snapshot file holds.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    /// openraft's description of the snapshot.
+    meta: SnapshotMeta<NodeId, Node>,
+    /// The encoded [`SnapshotData`].
+    data: Vec<u8>,
+}
+
+/// The state carried by a snapshot: every application row as of `last_log_id`.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    rows: Vec<Row>,
+}
+
+/// The RocksDB-backed state machine.
+pub struct StateMachineStore<S> {
+    /// The scheduler's database; this type owns the `state` column and `sm/*` meta rows.
+    db: Db,
+    /// The in-memory application state, shared with readers.
+    state: StateHandle<S>,
+    /// The last applied log id (as durable in `sm/applied`).
+    applied: Option<LogId>,
+    /// The last applied membership (as durable in `sm/membership`).
+    membership: StoredMembership,
+    /// Where the current snapshot file lives.
+    snapshot_dir: PathBuf,
+}
+
+fn sm_read_error(error: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::read_state_machine(AnyError::new(&error)).into()
+}
+
+fn sm_write_error(error: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::write_state_machine(AnyError::new(&error)).into()
+}
+
+fn snapshot_error(error: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::write_snapshot(None, AnyError::new(&error)).into()
+}
+
+impl<S: ReplicatedState> StateMachineStore<S> {
+    /// Opens the state machine over `db`, rebuilding the application from its rows.
+    pub fn open(db: Db, snapshot_dir: &Path) -> Result<StateMachineStore<S>, crate::OpenError> {
+        std::fs::create_dir_all(snapshot_dir).map_err(|source| crate::OpenError::Io {
+            path: snapshot_dir.to_path_buf(),
+            source,
+        })?;
+        let (applied, membership, rows) = db.read_consistent(|view| {
+            let applied = view.get(Column::Meta, APPLIED_KEY)?;
+            let membership = view.get(Column::Meta, MEMBERSHIP_KEY)?;
+            let rows = view.scan_all(Column::State)?;
+            Ok((applied, membership, rows))
+        })?;
+        let applied: Option<LogId> = match applied {
+            None => None,
+            Some(bytes) => codec::decode("applied log id", &bytes)?,
+        };
+        let membership: StoredMembership = match membership {
+            None => StoredMembership::default(),
+            Some(bytes) => codec::decode("membership", &bytes)?,
+        };
+        let state = S::load(rows)?;
+        Ok(StateMachineStore {
+            db,
+            state: StateHandle {
+                state: Arc::new(RwLock::new(state)),
+            },
+            applied,
+            membership,
+            snapshot_dir: snapshot_dir.to_path_buf(),
+        })
+    }
+
+    /// A handle for reading the application state.
+    pub fn handle(&self) -> StateHandle<S> {
+        self.state.clone()
+    }
+}
+
+fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> Result<(), RaftStorageError> {
+    let bytes = codec::encode("snapshot", file).map_err(snapshot_error)?;
+    let temporary = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut handle = std::fs::File::create(&temporary)?;
+        handle.write_all(&bytes)?;
+        handle.sync_all()?;
+        std::fs::rename(&temporary, dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(snapshot_error)
+}
+
+fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, RaftStorageError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => codec::decode("snapshot", &bytes)
+            .map(Some)
+            .map_err(|error| StorageIOError::read_snapshot(None, AnyError::new(&error)).into()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(StorageIOError::read_snapshot(None, AnyError::new(&error)).into()),
+    }
+}
+
+/// Builds snapshots from a point-in-time view of the database.
+pub struct SnapshotBuilder {
+    /// The scheduler's database.
+    db: Db,
+    /// Where to keep the built snapshot.
+    snapshot_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<openraft::Snapshot<TypeConfig>, RaftStorageError> {
+        let db = self.db.clone();
+        let dir = self.snapshot_dir.clone();
+        let file = blocking(move || {
+            let (applied, membership, rows) = db.read_consistent(|view| {
+                let applied = view.get(Column::Meta, APPLIED_KEY)?;
+                let membership = view.get(Column::Meta, MEMBERSHIP_KEY)?;
+                let rows = view.scan_all(Column::State)?;
+                Ok((applied, membership, rows))
+            })?;
+            Ok((applied, membership, rows, dir))
+        })
+        .await
+        .map_err(sm_read_error)?;
+        let (applied, membership, rows, dir) = file;
+        let last_log_id: Option<LogId> = match applied {
+            None => None,
+            Some(bytes) => codec::decode("applied log id", &bytes).map_err(sm_read_error)?,
+        };
+        let last_membership: StoredMembership = match membership {
+            None => StoredMembership::default(),
+            Some(bytes) => codec::decode("membership", &bytes).map_err(sm_read_error)?,
+        };
+        let snapshot_id = match last_log_id {
+            Some(log_id) => format!(
+                "{}-{}-{}",
+                log_id.leader_id.term, log_id.leader_id.node_id, log_id.index
+            ),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        let data = codec::encode("snapshot data", &SnapshotData { rows }).map_err(snapshot_error)?;
+        let file = SnapshotFile { meta, data };
+        let file = tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|()| file))
+            .await
+            .map_err(|error| snapshot_error(std::io::Error::other(error.to_string())))??;
+        tracing::info!(snapshot = %file.meta.snapshot_id, bytes = file.data.len(), "built a snapshot");
+        Ok(openraft::Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        })
+    }
+}
+
+impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut writes = StateWrites::default();
+        let mut outcomes = Vec::new();
+        {
+            let mut state = self.state.write_guard();
+            for entry in entries {
+                self.applied = Some(entry.log_id);
+                let outcome = match entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(command) => {
+                        let context = ApplyContext {
+                            log_index: entry.log_id.index,
+                        };
+                        state.apply(context, &command.0, &mut writes)
+                    }
+                    EntryPayload::Membership(membership) => {
+                        self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        Vec::new()
+                    }
+                };
+                outcomes.push(Outcome(outcome));
+            }
+        }
+        let applied = codec::encode("applied log id", &self.applied).map_err(sm_write_error)?;
+        let membership = codec::encode("membership", &self.membership).map_err(sm_write_error)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let mut batch = db.batch();
+            for (key, value) in &writes.rows {
+                match value {
+                    Some(value) => batch.put(Column::State, key, value),
+                    None => batch.delete(Column::State, key),
+                }
+            }
+            batch.put(Column::Meta, APPLIED_KEY, &applied);
+            batch.put(Column::Meta, MEMBERSHIP_KEY, &membership);
+            db.write(batch, Durability::Synced)
+        })
+        .await
+        .map_err(sm_write_error)?;
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), RaftStorageError> {
+        let data = snapshot.into_inner();
+        let decoded: SnapshotData = codec::decode("snapshot data", &data)
+            .map_err(|error| RaftStorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&error))))?;
+        let applied = codec::encode("applied log id", &meta.last_log_id).map_err(sm_write_error)?;
+        let membership = codec::encode("membership", &meta.last_membership).map_err(sm_write_error)?;
+        let db = self.db.clone();
+        let rows = decoded.rows;
+        let rows = blocking(move || {
+            let old_rows = db.scan(Column::State, &[], None, usize::MAX)?;
+            let mut batch = db.batch();
+            for (key, _) in &old_rows {
+                batch.delete(Column::State, key);
+            }
+            for (key, value) in &rows {
+                batch.put(Column::State, key, value);
+            }
+            batch.put(Column::Meta, APPLIED_KEY, &applied);
+            batch.put(Column::Meta, MEMBERSHIP_KEY, &membership);
+            db.write(batch, Durability::Synced)?;
+            Ok::<_, StorageError>(rows)
+        })
+        .await
+        .map_err(sm_write_error)?;
+        let state = S::load(rows).map_err(sm_write_error)?;
+        *self.state.write_guard() = state;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        let dir = self.snapshot_dir.clone();
+        tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file))
+            .await
+            .map_err(|error| snapshot_error(std::io::Error::other(error.to_string())))??;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed a snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<openraft::Snapshot<TypeConfig>>, RaftStorageError> {
+        let dir = self.snapshot_dir.clone();
+        let file = tokio::task::spawn_blocking(move || read_snapshot_file(&dir))
+            .await
+            .map_err(|error| snapshot_error(std::io::Error::other(error.to_string())))??;
+        Ok(file.map(|file| openraft::Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        }))
+    }
+}

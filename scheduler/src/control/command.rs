@@ -1,0 +1,88 @@
+//! Commands proposed to the Raft log and their outcomes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{CatalogError, DatasetName, PublishItem};
+
+/// The id a client picks (16 random bytes) when it connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientId(pub [u8; 16]);
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Identifies one client write, for exactly-once application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The client.
+    pub client: ClientId,
+    /// The write's number; each new write of the client takes the next one.
+    pub seq: u64,
+    /// Every write below this number has had its reply: its outcome may be forgotten.
+    pub lowest_unacked_seq: u64,
+}
+
+/// A catalog change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    /// Publish one or several names atomically.
+    Publish {
+        /// The names and values.
+        items: Vec<PublishItem>,
+        /// Replace existing names instead of failing.
+        override_existing: bool,
+        /// Who publishes.
+        publisher: String,
+    },
+    /// Remove one name.
+    Unpublish {
+        /// The name.
+        name: DatasetName,
+    },
+}
+
+/// A command in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlCommand {
+    /// Opens a session for a client (idempotent), before its first write.
+    OpenSession {
+        /// The client.
+        client: ClientId,
+        /// The leader's wall clock when it proposed the command, in ms since the epoch.
+        now_ms: u64,
+    },
+    /// A client write, applied at most once per `(client, seq)`.
+    Write {
+        /// Which write this is.
+        request: RequestId,
+        /// The leader's wall clock when it proposed the command, in ms since the epoch.
+        now_ms: u64,
+        /// What to change.
+        operation: Operation,
+    },
+}
+
+/// A successful write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAck {
+    /// The log index the write was applied at (the first application, for a retry).
+    pub log_index: u64,
+}
+
+/// What a write returned; remembered per session so a retry gets the same answer.
+pub type WriteOutcome = Result<WriteAck, CatalogError>;
+
+/// What applying a [`ControlCommand`] returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlOutcome {
+    /// The session is open.
+    SessionOpened,
+    /// The write's outcome.
+    Write(WriteOutcome),
+}

@@ -1,0 +1,15 @@
+//! The Cairn scheduler: the deterministic control-plane core and the scheduler server.
+//!
+//! # Layout
+//!
+//! - [`catalog`]: dataset names, entries, limits and errors (pure, no I/O).
+//! - [`control`]: the replicated control state — the catalog and client sessions —
+//!   and its deterministic `apply` (implements `cairn_raft::ReplicatedState`).
+//! - [`server`]: one replica's gRPC server (Catalog, Admin, Raft transport), the
+//!   proposal and ReadIndex paths, and the one mapping of errors to gRPC statuses.
+
+pub mod catalog;
+pub mod control;
+pub mod server;
+
+pub use server::{run, SchedulerConfig, SchedulerError};

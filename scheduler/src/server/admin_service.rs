@@ -1,0 +1,104 @@
+//! The `Admin` gRPC service: status and membership changes.
+
+use cairn_proto::v1 as pb;
+use cairn_proto::v1::admin_server::Admin;
+use cairn_raft::identity::ClusterIdentity;
+use cairn_raft::Member;
+use tonic::{Request, Response, Status};
+
+use super::consensus::Consensus;
+use super::error::ServerError;
+
+/// How much longer than a plain request a new node may take to catch up.
+const CATCH_UP_FACTOR: u32 = 12;
+
+/// Serves status and membership administration for one replica.
+pub struct AdminService {
+    /// Raft and the applied state.
+    consensus: Consensus,
+    /// This replica's cluster identity, for status.
+    identity: ClusterIdentity,
+}
+
+impl AdminService {
+    /// The service over `consensus`.
+    pub fn new(consensus: Consensus, identity: ClusterIdentity) -> AdminService {
+        AdminService { consensus, identity }
+    }
+
+    async fn members_reply(&self, log_index: u64) -> pb::MembershipReply {
+        let status = self.consensus.replica.status().await;
+        pb::MembershipReply {
+            members: status.members.iter().map(member).collect(),
+            log_index,
+        }
+    }
+}
+
+fn member(member: &Member) -> pb::Member {
+    pb::Member {
+        id: member.id,
+        addr: member.addr.clone(),
+        role: if member.voter { "voter" } else { "learner" }.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+        let status = self.consensus.replica.status().await;
+        let datasets = self.consensus.state.read(|state| state.dataset_count() as u64);
+        Ok(Response::new(pb::StatusReply {
+            node_id: status.node_id,
+            cluster_id: self.identity.current().unwrap_or_default(),
+            state: status.state.to_string(),
+            leader_id: status.leader_id.unwrap_or(0),
+            leader_addr: status.leader_addr.unwrap_or_default(),
+            term: status.term,
+            last_log_index: status.last_log_index,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            members: status.members.iter().map(member).collect(),
+            datasets,
+            snapshot_index: status.snapshot_index,
+        }))
+    }
+
+    async fn add_node(&self, request: Request<pb::AddNodeRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+        let request = request.into_inner();
+        if request.id == 0 {
+            return Err(ServerError::InvalidRequest {
+                reason: "node ids start at 1".to_string(),
+            }
+            .into());
+        }
+        if request.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ServerError::InvalidRequest {
+                reason: format!("`{}` is not an ip:port address", request.addr),
+            }
+            .into());
+        }
+        let timeout = self.consensus.request_timeout * CATCH_UP_FACTOR;
+        let log_index = self
+            .consensus
+            .replica
+            .add_voter(request.id, request.addr, timeout)
+            .await
+            .map_err(ServerError::from)?;
+        Ok(Response::new(self.members_reply(log_index).await))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let request = request.into_inner();
+        let log_index = self
+            .consensus
+            .replica
+            .remove_node(request.id)
+            .await
+            .map_err(ServerError::from)?;
+        Ok(Response::new(self.members_reply(log_index).await))
+    }
+}

@@ -1,0 +1,182 @@
+//! The `Catalog` gRPC service: publish, unpublish, get, info, list.
+
+use std::collections::BTreeMap;
+
+use cairn_proto::v1 as pb;
+use cairn_proto::v1::catalog_server::Catalog;
+use tonic::{Request, Response, Status};
+
+use super::consensus::{now_ms, Consensus};
+use super::error::ServerError;
+use crate::catalog::{CatalogError, DatasetEntry, DatasetName, EntryKind, InlineValue, PublishItem};
+use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState, Operation, RequestId};
+
+/// Serves the dataset catalog of one replica.
+pub struct CatalogService {
+    /// Raft and the applied state.
+    consensus: Consensus,
+}
+
+impl CatalogService {
+    /// The service over `consensus`.
+    pub fn new(consensus: Consensus) -> CatalogService {
+        CatalogService { consensus }
+    }
+
+    /// Opens the client's session if needed, then proposes the write; a write on an
+    /// unknown session opens it and retries once (sessions are cheap and idempotent).
+    async fn write(&self, request: RequestId, operation: Operation) -> Result<pb::WriteReply, ServerError> {
+        let command = ControlCommand::Write {
+            request,
+            now_ms: now_ms(),
+            operation,
+        };
+        let mut outcome = self.consensus.propose(&command).await?;
+        if outcome == ControlOutcome::Write(Err(CatalogError::SessionExpired)) && request.seq == 1 {
+            // A brand-new client: its first write opens the session. Later writes on
+            // an unknown session stay refused, since they may be retries of writes
+            // whose outcomes the expired session held.
+            let open = ControlCommand::OpenSession {
+                client: request.client,
+                now_ms: now_ms(),
+            };
+            self.consensus.propose(&open).await?;
+            outcome = self.consensus.propose(&command).await?;
+        }
+        match outcome {
+            ControlOutcome::Write(Ok(ack)) => Ok(pb::WriteReply {
+                log_index: ack.log_index,
+            }),
+            ControlOutcome::Write(Err(error)) => Err(ServerError::Catalog(error)),
+            ControlOutcome::SessionOpened => Err(ServerError::Unavailable {
+                reason: "a write returned a session outcome".to_string(),
+            }),
+        }
+    }
+
+    fn read<R>(&self, read: impl FnOnce(&ControlState) -> R) -> R {
+        self.consensus.state.read(read)
+    }
+}
+
+fn request_id(request: Option<pb::RequestId>) -> Result<RequestId, ServerError> {
+    let request = request.ok_or_else(|| ServerError::InvalidRequest {
+        reason: "missing request id".to_string(),
+    })?;
+    let client: [u8; 16] = request
+        .client_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| ServerError::InvalidRequest {
+            reason: format!("a client id is 16 bytes, got {}", request.client_id.len()),
+        })?;
+    if request.seq == 0 {
+        return Err(ServerError::InvalidRequest {
+            reason: "request sequence numbers start at 1".to_string(),
+        });
+    }
+    Ok(RequestId {
+        client: ClientId(client),
+        seq: request.seq,
+        lowest_unacked_seq: request.lowest_unacked_seq,
+    })
+}
+
+fn publish_item(item: pb::PublishItem) -> Result<PublishItem, ServerError> {
+    let name = DatasetName::parse(&item.name)?;
+    let value = item.value.unwrap_or_default();
+    Ok(PublishItem {
+        name,
+        value: InlineValue {
+            data: value.data,
+            content_type: value.content_type,
+        },
+        attributes: item.attributes.into_iter().collect::<BTreeMap<_, _>>(),
+    })
+}
+
+fn entry_reply(entry: &DatasetEntry) -> pb::DatasetEntry {
+    let kind = match &entry.kind {
+        EntryKind::Value(value) => Some(pb::dataset_entry::Kind::Value(pb::InlineValue {
+            data: value.data.clone(),
+            content_type: value.content_type.clone(),
+        })),
+        EntryKind::Persisted(_) | EntryKind::View(_) => None,
+    };
+    pb::DatasetEntry {
+        name: entry.name.to_string(),
+        kind,
+        attributes: entry.attributes.clone().into_iter().collect(),
+        publisher: entry.publisher.clone(),
+        published_at_index: entry.published_at_index,
+    }
+}
+
+fn info_reply(entry: &DatasetEntry) -> pb::DatasetInfo {
+    let (content_type, bytes) = match &entry.kind {
+        EntryKind::Value(value) => (value.content_type.clone(), value.data.len() as u64),
+        EntryKind::Persisted(collection) => (
+            "application/vnd.apache.arrow.stream".to_string(),
+            collection.chunks.iter().map(|chunk| chunk.bytes).sum(),
+        ),
+        EntryKind::View(_) => (String::new(), 0),
+    };
+    pb::DatasetInfo {
+        name: entry.name.to_string(),
+        kind: entry.kind.label().to_string(),
+        content_type,
+        bytes,
+        attributes: entry.attributes.clone().into_iter().collect(),
+        publisher: entry.publisher.clone(),
+        published_at_index: entry.published_at_index,
+    }
+}
+
+#[tonic::async_trait]
+impl Catalog for CatalogService {
+    async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::WriteReply>, Status> {
+        let request = request.into_inner();
+        let id = request_id(request.request)?;
+        let items = request
+            .items
+            .into_iter()
+            .map(publish_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        ControlState::check_publish(&items).map_err(ServerError::from)?;
+        let operation = Operation::Publish {
+            items,
+            override_existing: request.r#override,
+            publisher: request.publisher,
+        };
+        Ok(Response::new(self.write(id, operation).await?))
+    }
+
+    async fn unpublish(&self, request: Request<pb::UnpublishRequest>) -> Result<Response<pb::WriteReply>, Status> {
+        let request = request.into_inner();
+        let id = request_id(request.request)?;
+        let name = DatasetName::parse(&request.name).map_err(ServerError::from)?;
+        Ok(Response::new(self.write(id, Operation::Unpublish { name }).await?))
+    }
+
+    async fn get(&self, request: Request<pb::NameRequest>) -> Result<Response<pb::DatasetEntry>, Status> {
+        let name = DatasetName::parse(&request.into_inner().name).map_err(ServerError::from)?;
+        self.consensus.read_barrier().await?;
+        let reply = self.read(|state| state.get(&name).map(entry_reply));
+        let reply = reply.ok_or_else(|| ServerError::Catalog(CatalogError::NotFound { name: name.to_string() }))?;
+        Ok(Response::new(reply))
+    }
+
+    async fn info(&self, request: Request<pb::NameRequest>) -> Result<Response<pb::DatasetInfo>, Status> {
+        let name = DatasetName::parse(&request.into_inner().name).map_err(ServerError::from)?;
+        self.consensus.read_barrier().await?;
+        let reply = self.read(|state| state.get(&name).map(info_reply));
+        let reply = reply.ok_or_else(|| ServerError::Catalog(CatalogError::NotFound { name: name.to_string() }))?;
+        Ok(Response::new(reply))
+    }
+
+    async fn list(&self, _request: Request<pb::ListRequest>) -> Result<Response<pb::ListReply>, Status> {
+        self.consensus.read_barrier().await?;
+        let names = self.read(ControlState::list);
+        Ok(Response::new(pb::ListReply { names }))
+    }
+}

@@ -1,0 +1,78 @@
+//! The scheduler server: one replica serving the Catalog, Admin and Raft APIs on one
+//! gRPC port.
+
+mod admin_service;
+mod catalog_service;
+mod consensus;
+mod error;
+
+use std::future::Future;
+use std::time::Duration;
+
+use cairn_proto::v1::admin_server::AdminServer;
+use cairn_proto::v1::catalog_server::CatalogServer;
+use cairn_raft::network::MAX_MESSAGE_BYTES;
+use cairn_raft::{NodeConfig, OpenError, RaftNode};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use admin_service::AdminService;
+pub use catalog_service::CatalogService;
+pub use consensus::Consensus;
+pub use error::{ServerError, ERROR_KIND_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY};
+
+use crate::control::ControlState;
+
+/// Everything one scheduler replica needs.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// The Raft replica: id, data dir, bootstrap, timing.
+    pub node: NodeConfig,
+    /// How long a write or linearizable read may wait for a quorum.
+    pub request_timeout: Duration,
+}
+
+/// Why a scheduler stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The data dir or Raft could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {source}")]
+    Serve {
+        /// What tonic said.
+        source: tonic::transport::Error,
+    },
+}
+
+/// Runs one scheduler replica on `listener` until `shutdown` resolves, then stops
+/// Raft cleanly. The listener's address must be the one the peers know it by.
+pub async fn run(
+    config: SchedulerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SchedulerError> {
+    let node = RaftNode::<ControlState>::open(config.node.clone()).await?;
+    let local_addr = listener.local_addr().ok();
+    tracing::info!(node = node.node_id, addr = ?local_addr, "scheduler serving");
+    let consensus = Consensus {
+        replica: node.replica(),
+        state: node.state.clone(),
+        request_timeout: config.request_timeout,
+    };
+    let catalog = CatalogServer::new(CatalogService::new(consensus.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(AdminService::new(consensus, node.identity.clone()));
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(node.transport())
+        .add_service(catalog)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    tracing::info!(node = node.node_id, "scheduler stopping");
+    node.replica().shutdown().await;
+    served.map_err(|source| SchedulerError::Serve { source })
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing Cairn needs on Debian, if it is missing:
+# clang + libclang (RocksDB's bindings), a C++ compiler, and iptables + iproute2
+# (the fault-injection suite). protoc comes from the protoc-bin-vendored crate.
+set -euo pipefail
+
+missing=()
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  missing+=(libclang-dev)
+fi
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: please install: ${missing[*]} (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing; install Rust 1.88 or newer (https://rustup.rs), then run this again" >&2
+  exit 1
+fi

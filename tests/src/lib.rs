@@ -1,0 +1,107 @@
+//! The process-level test fixture: a cluster of real `cairn scheduler` processes on
+//! loopback, with fault verbs (kill, pause, resume, restart) and helpers to run the
+//! `cairn` CLI.
+//!
+//! # Layout
+//!
+//! - this file: [`TestCluster`] and [`cairn_binary`].
+//! - `tests/*.rs`: one promise per file, each a sentence in its doc comment.
+//!
+//! The `cairn` binary is the one cargo builds for the `cairn-cli` package in the same
+//! target dir (cargo builds it before running tests, because `cairn-cli` has
+//! integration tests of its own); `CAIRN_BIN` overrides it.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_cli::local_cluster::{plan_cluster, wait_for_leader, LocalCluster};
+use cairn_client::{Client, ClientOptions};
+
+/// Timing flags that make elections quick and snapshots frequent in tests.
+pub const FAST_TIMING: [&str; 4] = ["--heartbeat-ms", "50", "--election-timeout-ms", "250-500"];
+
+/// The `cairn` binary under test.
+pub fn cairn_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CAIRN_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/cairn
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("cannot locate the target dir")?;
+    let binary = profile_dir.join("cairn");
+    if !binary.exists() {
+        bail!(
+            "{} does not exist: build it with `cargo build -p cairn-cli` (or run the tests with `make test`)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// A cluster of real scheduler processes in a temporary directory.
+pub struct TestCluster {
+    /// The processes.
+    pub cluster: LocalCluster,
+    /// The data, logs and cluster file (deleted on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `count` schedulers with fast timing plus `extra` flags, and waits for a leader.
+    pub async fn start(count: u64, extra: &[&str]) -> anyhow::Result<TestCluster> {
+        let dir = tempfile::tempdir()?;
+        let token = format!("test-{}", std::process::id());
+        let file = plan_cluster(dir.path(), count, 0, token)?;
+        let mut args: Vec<String> = FAST_TIMING.iter().map(|arg| arg.to_string()).collect();
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let mut cluster = LocalCluster::new(cairn_binary()?, file, dir.path().join("logs"), args);
+        cluster.start_all()?;
+        let test_cluster = TestCluster { cluster, dir };
+        test_cluster.leader().await?;
+        Ok(test_cluster)
+    }
+
+    /// The current leader's id (waits up to 20 s for one a majority agrees on).
+    pub async fn leader(&self) -> anyhow::Result<u64> {
+        wait_for_leader(&self.cluster.addrs(), Duration::from_secs(20)).await
+    }
+
+    /// A new client connected to every scheduler.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let options = ClientOptions {
+            timeout: Duration::from_secs(20),
+            attempt_timeout: Duration::from_millis(700),
+            ..Default::default()
+        };
+        Ok(Client::connect_with(self.cluster.addrs(), options).await?)
+    }
+
+    /// A client connected only to scheduler `id` (it must follow redirects itself).
+    pub async fn client_of(&self, id: u64) -> anyhow::Result<Client> {
+        Ok(Client::connect([self.cluster.addr(id)?]).await?)
+    }
+
+    /// Runs the `cairn` CLI against this cluster.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let output = std::process::Command::new(cairn_binary()?)
+            .args(args)
+            .env("CAIRN_CLUSTER", self.cluster.addrs().join(","))
+            .output()?;
+        Ok(output)
+    }
+
+    /// The log of scheduler `id`.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.cluster.log_path(id)).unwrap_or_default()
+    }
+}
+
+/// Announces a test phase in the test output, so a failure says where it happened.
+pub fn phase(text: &str) {
+    eprintln!("--- {text}");
+}
