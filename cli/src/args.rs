@@ -65,6 +65,9 @@ pub struct SchedulerArgs {
     /// Build a snapshot and purge the log after this many entries.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
+    /// How many log entries to keep behind a snapshot for lagging followers.
+    #[arg(long, default_value_t = 1_000)]
+    pub snapshot_keep_logs: u64,
 }
 
 /// `cairn up`.

@@ -91,6 +91,7 @@ pub fn config(args: &SchedulerArgs) -> anyhow::Result<SchedulerConfig> {
                 election_timeout_min_ms,
                 election_timeout_max_ms,
                 snapshot_every: args.snapshot_every,
+                logs_kept_after_snapshot: args.snapshot_keep_logs,
             },
         },
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),

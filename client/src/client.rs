@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,8 @@ struct Inner {
     last_seq: AtomicU64,
     /// Writes not yet answered; the lowest is sent as `lowest_unacked_seq`.
     in_flight: Mutex<BTreeSet<u64>>,
+    /// Whether the cluster has opened this client's exactly-once session.
+    session_open: AtomicBool,
     /// Timeouts and publisher.
     options: ClientOptions,
 }
@@ -206,6 +208,7 @@ impl Client {
                 client_id: rand::random(),
                 last_seq: AtomicU64::new(0),
                 in_flight: Mutex::new(BTreeSet::new()),
+                session_open: AtomicBool::new(false),
                 options,
             }),
         };
@@ -348,6 +351,23 @@ impl Client {
         }
     }
 
+    /// Opens this client's exactly-once session before its first write (idempotent).
+    async fn ensure_session(&self) -> Result<(), Error> {
+        if self.inner.session_open.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let client_id = self.inner.client_id.to_vec();
+        self.call("open session", |channel| {
+            let request = pb::OpenSessionRequest {
+                client_id: client_id.clone(),
+            };
+            async move { Self::catalog(channel).open_session(request).await }
+        })
+        .await?;
+        self.inner.session_open.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Runs a write with a fresh sequence number, retried under the same number so
     /// the cluster applies it exactly once.
     async fn write<F, Fut>(&self, operation: &'static str, mut build: F) -> Result<u64, Error>
@@ -355,6 +375,7 @@ impl Client {
         F: FnMut(Channel, pb::RequestId) -> Fut,
         Fut: Future<Output = Result<tonic::Response<pb::WriteReply>, Status>>,
     {
+        self.ensure_session().await?;
         let seq = self.inner.last_seq.fetch_add(1, Ordering::SeqCst) + 1;
         lock(&self.inner.in_flight).insert(seq);
         let client_id = self.inner.client_id.to_vec();
@@ -370,6 +391,10 @@ impl Client {
             })
             .await;
         lock(&self.inner.in_flight).remove(&seq);
+        if let Err(Error::SessionExpired { .. }) = &result {
+            // The next write opens a new session.
+            self.inner.session_open.store(false, Ordering::Release);
+        }
         result.map(|reply| reply.log_index)
     }
 

@@ -43,6 +43,9 @@ pub struct RaftSettings {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and purge the log) after this many applied entries.
     pub snapshot_every: u64,
+    /// How many log entries to keep behind a snapshot, so that a briefly lagging
+    /// follower catches up from the log rather than a full snapshot.
+    pub logs_kept_after_snapshot: u64,
 }
 
 impl Default for RaftSettings {
@@ -52,6 +55,7 @@ impl Default for RaftSettings {
             election_timeout_min_ms: 250,
             election_timeout_max_ms: 500,
             snapshot_every: 10_000,
+            logs_kept_after_snapshot: 1_000,
         }
     }
 }
@@ -164,7 +168,7 @@ impl<S: ReplicatedState> RaftNode<S> {
             election_timeout_min: config.settings.election_timeout_min_ms,
             election_timeout_max: config.settings.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.settings.snapshot_every),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: config.settings.logs_kept_after_snapshot,
             max_payload_entries: 256,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             install_snapshot_timeout: 2_000,

@@ -119,14 +119,22 @@ struct SnapshotFile {
     /// openraft's description of the snapshot.
     meta: SnapshotMeta<NodeId, Node>,
     /// The encoded [`SnapshotData`].
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 
 /// The state carried by a snapshot: every application row as of `last_log_id`.
 #[derive(Serialize, Deserialize)]
 struct SnapshotData {
-    rows: Vec<Row>,
+    rows: Vec<SnapshotRow>,
 }
+
+/// One row in a snapshot, encoded as two byte strings (not sequences of integers).
+#[derive(Serialize, Deserialize)]
+struct SnapshotRow(
+    #[serde(with = "serde_bytes")] Vec<u8>,
+    #[serde(with = "serde_bytes")] Vec<u8>,
+);
 
 /// The RocksDB-backed state machine.
 pub struct StateMachineStore<S> {
@@ -261,6 +269,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
+        let rows = rows.into_iter().map(|(key, value)| SnapshotRow(key, value)).collect();
         let data = codec::encode("snapshot data", &SnapshotData { rows }).map_err(snapshot_error)?;
         let file = SnapshotFile { meta, data };
         let file = tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|()| file))
@@ -350,7 +359,11 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         let applied = codec::encode("applied log id", &meta.last_log_id).map_err(sm_write_error)?;
         let membership = codec::encode("membership", &meta.last_membership).map_err(sm_write_error)?;
         let db = self.db.clone();
-        let rows = decoded.rows;
+        let rows: Vec<Row> = decoded
+            .rows
+            .into_iter()
+            .map(|SnapshotRow(key, value)| (key, value))
+            .collect();
         let rows = blocking(move || {
             let old_rows = db.scan(Column::State, &[], None, usize::MAX)?;
             let mut batch = db.batch();

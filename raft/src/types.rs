@@ -13,11 +13,11 @@ pub type Node = openraft::BasicNode;
 /// A command proposed to the Raft log: bytes encoded by the replicated application
 /// (`cairn-scheduler`), opaque to this crate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command(pub Vec<u8>);
+pub struct Command(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 /// What applying a [`Command`] returned: bytes encoded by the replicated application.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome(pub Vec<u8>);
+pub struct Outcome(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -39,6 +39,18 @@ async fn a_retried_publish_is_applied_once() -> anyhow::Result<()> {
     let mut catalog = leader_channel(&cluster).await?;
     let client_id = [42u8; 16];
 
+    phase("a write before the session is open is refused, not applied");
+    let error = catalog
+        .publish(publish(&client_id, 1, "X", "v"))
+        .await
+        .expect_err("no session");
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition, "{error}");
+    catalog
+        .open_session(pb::OpenSessionRequest {
+            client_id: client_id.to_vec(),
+        })
+        .await?;
+
     phase("seq 1 publishes X; seq 2 unpublishes it");
     let first = catalog.publish(publish(&client_id, 1, "X", "v")).await?.into_inner();
     let unpublish = pb::UnpublishRequest {

@@ -10,7 +10,7 @@ use cairn_tests::{phase, TestCluster};
 /// log was compacted, catches up through a snapshot and serves every dataset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_loses_nothing_and_restarted_node_catches_up() -> anyhow::Result<()> {
-    let mut cluster = TestCluster::start(3, &["--snapshot-every", "50"]).await?;
+    let mut cluster = TestCluster::start(3, &["--snapshot-every", "50", "--snapshot-keep-logs", "0"]).await?;
     let client = cluster.client().await?;
 
     phase("publish 100 datasets");

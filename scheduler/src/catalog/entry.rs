@@ -11,6 +11,7 @@ use super::{CatalogError, DatasetName};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlineValue {
     /// The bytes, at most [`MAX_VALUE_BYTES`].
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// A MIME type telling readers how to decode `data` (e.g. `text/plain`).
     pub content_type: String,
@@ -36,6 +37,7 @@ pub struct PersistedCollection {
     /// The chunks in collection order.
     pub chunks: Vec<ChunkRef>,
     /// The Arrow schema, as an Arrow IPC schema message.
+    #[serde(with = "serde_bytes")]
     pub schema_ipc: Vec<u8>,
     /// How many workers hold each chunk.
     pub replicas: u32,
@@ -47,6 +49,7 @@ pub struct PersistedCollection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewCollection {
     /// The encoded task graph.
+    #[serde(with = "serde_bytes")]
     pub graph: Vec<u8>,
 }
 

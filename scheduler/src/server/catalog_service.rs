@@ -23,26 +23,14 @@ impl CatalogService {
         CatalogService { consensus }
     }
 
-    /// Opens the client's session if needed, then proposes the write; a write on an
-    /// unknown session opens it and retries once (sessions are cheap and idempotent).
+    /// Proposes a write; a write on an unknown or expired session is refused.
     async fn write(&self, request: RequestId, operation: Operation) -> Result<pb::WriteReply, ServerError> {
         let command = ControlCommand::Write {
             request,
             now_ms: now_ms(),
             operation,
         };
-        let mut outcome = self.consensus.propose(&command).await?;
-        if outcome == ControlOutcome::Write(Err(CatalogError::SessionExpired)) && request.seq == 1 {
-            // A brand-new client: its first write opens the session. Later writes on
-            // an unknown session stay refused, since they may be retries of writes
-            // whose outcomes the expired session held.
-            let open = ControlCommand::OpenSession {
-                client: request.client,
-                now_ms: now_ms(),
-            };
-            self.consensus.propose(&open).await?;
-            outcome = self.consensus.propose(&command).await?;
-        }
+        let outcome = self.consensus.propose(&command).await?;
         match outcome {
             ControlOutcome::Write(Ok(ack)) => Ok(pb::WriteReply {
                 log_index: ack.log_index,
@@ -59,24 +47,25 @@ impl CatalogService {
     }
 }
 
+fn client_id(bytes: &[u8]) -> Result<ClientId, ServerError> {
+    let client: [u8; 16] = bytes.try_into().map_err(|_| ServerError::InvalidRequest {
+        reason: format!("a client id is 16 bytes, got {}", bytes.len()),
+    })?;
+    Ok(ClientId(client))
+}
+
 fn request_id(request: Option<pb::RequestId>) -> Result<RequestId, ServerError> {
     let request = request.ok_or_else(|| ServerError::InvalidRequest {
         reason: "missing request id".to_string(),
     })?;
-    let client: [u8; 16] = request
-        .client_id
-        .as_slice()
-        .try_into()
-        .map_err(|_| ServerError::InvalidRequest {
-            reason: format!("a client id is 16 bytes, got {}", request.client_id.len()),
-        })?;
+    let client = client_id(&request.client_id)?;
     if request.seq == 0 {
         return Err(ServerError::InvalidRequest {
             reason: "request sequence numbers start at 1".to_string(),
         });
     }
     Ok(RequestId {
-        client: ClientId(client),
+        client,
         seq: request.seq,
         lowest_unacked_seq: request.lowest_unacked_seq,
     })
@@ -134,6 +123,24 @@ fn info_reply(entry: &DatasetEntry) -> pb::DatasetInfo {
 
 #[tonic::async_trait]
 impl Catalog for CatalogService {
+    async fn open_session(
+        &self,
+        request: Request<pb::OpenSessionRequest>,
+    ) -> Result<Response<pb::OpenSessionReply>, Status> {
+        let client = client_id(&request.into_inner().client_id)?;
+        let command = ControlCommand::OpenSession {
+            client,
+            now_ms: now_ms(),
+        };
+        match self.consensus.propose(&command).await? {
+            ControlOutcome::SessionOpened => Ok(Response::new(pb::OpenSessionReply {})),
+            other => Err(ServerError::Unavailable {
+                reason: format!("opening a session returned {other:?}"),
+            }
+            .into()),
+        }
+    }
+
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::WriteReply>, Status> {
         let request = request.into_inner();
         let id = request_id(request.request)?;
