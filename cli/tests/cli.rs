@@ -49,11 +49,14 @@ fn up(dir: &Path) -> Child {
         }
     });
     loop {
-        let line = received
-            .recv_timeout(Duration::from_secs(60))
-            .expect("cairn up prints that the cluster is up");
-        if line.starts_with("Cairn is up") {
-            return child;
+        match received.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("Cairn is up") => return child,
+            Ok(_) => {}
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("cairn up did not print that the cluster is up: {error}");
+            }
         }
     }
 }

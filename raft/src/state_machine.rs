@@ -162,6 +162,43 @@ fn snapshot_error(error: impl std::error::Error + 'static) -> RaftStorageError {
     StorageIOError::write_snapshot(None, AnyError::new(&error)).into()
 }
 
+/// The applied log id, membership and every application row, as of one instant.
+struct DurableState {
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadStateError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+fn read_durable_state(db: &Db) -> Result<DurableState, ReadStateError> {
+    let (applied, membership, rows) = db.read_consistent(|view| {
+        let applied = view.get(Column::Meta, APPLIED_KEY)?;
+        let membership = view.get(Column::Meta, MEMBERSHIP_KEY)?;
+        let rows = view.scan_all(Column::State)?;
+        Ok((applied, membership, rows))
+    })?;
+    let applied = match applied {
+        None => None,
+        Some(bytes) => codec::decode("applied log id", &bytes)?,
+    };
+    let membership = match membership {
+        None => StoredMembership::default(),
+        Some(bytes) => codec::decode("membership", &bytes)?,
+    };
+    Ok(DurableState {
+        applied,
+        membership,
+        rows,
+    })
+}
+
 impl<S: ReplicatedState> StateMachineStore<S> {
     /// Opens the state machine over `db`, rebuilding the application from its rows.
     pub fn open(db: Db, snapshot_dir: &Path) -> Result<StateMachineStore<S>, crate::OpenError> {
@@ -169,20 +206,14 @@ impl<S: ReplicatedState> StateMachineStore<S> {
             path: snapshot_dir.to_path_buf(),
             source,
         })?;
-        let (applied, membership, rows) = db.read_consistent(|view| {
-            let applied = view.get(Column::Meta, APPLIED_KEY)?;
-            let membership = view.get(Column::Meta, MEMBERSHIP_KEY)?;
-            let rows = view.scan_all(Column::State)?;
-            Ok((applied, membership, rows))
+        let DurableState {
+            applied,
+            membership,
+            rows,
+        } = read_durable_state(&db).map_err(|error| match error {
+            ReadStateError::Storage(error) => crate::OpenError::Storage(error),
+            ReadStateError::Codec(error) => crate::OpenError::Codec(error),
         })?;
-        let applied: Option<LogId> = match applied {
-            None => None,
-            Some(bytes) => codec::decode("applied log id", &bytes)?,
-        };
-        let membership: StoredMembership = match membership {
-            None => StoredMembership::default(),
-            Some(bytes) => codec::decode("membership", &bytes)?,
-        };
         let state = S::load(rows)?;
         Ok(StateMachineStore {
             db,
@@ -236,27 +267,12 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<openraft::Snapshot<TypeConfig>, RaftStorageError> {
         let db = self.db.clone();
+        let durable = tokio::task::spawn_blocking(move || read_durable_state(&db))
+            .await
+            .map_err(|error| sm_read_error(std::io::Error::other(error.to_string())))?
+            .map_err(sm_read_error)?;
         let dir = self.snapshot_dir.clone();
-        let file = blocking(move || {
-            let (applied, membership, rows) = db.read_consistent(|view| {
-                let applied = view.get(Column::Meta, APPLIED_KEY)?;
-                let membership = view.get(Column::Meta, MEMBERSHIP_KEY)?;
-                let rows = view.scan_all(Column::State)?;
-                Ok((applied, membership, rows))
-            })?;
-            Ok((applied, membership, rows, dir))
-        })
-        .await
-        .map_err(sm_read_error)?;
-        let (applied, membership, rows, dir) = file;
-        let last_log_id: Option<LogId> = match applied {
-            None => None,
-            Some(bytes) => codec::decode("applied log id", &bytes).map_err(sm_read_error)?,
-        };
-        let last_membership: StoredMembership = match membership {
-            None => StoredMembership::default(),
-            Some(bytes) => codec::decode("membership", &bytes).map_err(sm_read_error)?,
-        };
+        let (last_log_id, last_membership, rows) = (durable.applied, durable.membership, durable.rows);
         let snapshot_id = match last_log_id {
             Some(log_id) => format!(
                 "{}-{}-{}",

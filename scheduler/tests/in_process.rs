@@ -1,0 +1,158 @@
+//! Fast tests with three scheduler replicas in one process (real openraft, real
+//! RocksDB in temporary dirs, real gRPC on loopback port 0), no child processes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cairn_client::{Client, ClientOptions, Error};
+use cairn_raft::{Bootstrap, NodeConfig, RaftSettings};
+use cairn_scheduler::SchedulerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+struct Replica {
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), cairn_scheduler::SchedulerError>>,
+}
+
+struct InProcessCluster {
+    replicas: BTreeMap<u64, Replica>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcessCluster {
+    async fn start() -> anyhow::Result<InProcessCluster> {
+        let dir = tempfile::tempdir()?;
+        let mut listeners = BTreeMap::new();
+        for id in 1..=3u64 {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            listeners.insert(id, listener);
+        }
+        let peers: BTreeMap<u64, String> = listeners
+            .iter()
+            .map(|(id, listener)| Ok((*id, listener.local_addr()?.to_string())))
+            .collect::<anyhow::Result<_>>()?;
+        let mut replicas = BTreeMap::new();
+        for (id, listener) in listeners {
+            let config = SchedulerConfig {
+                node: NodeConfig {
+                    node_id: id,
+                    data_dir: dir.path().join(format!("s{id}")),
+                    bootstrap: Bootstrap::Peers {
+                        peers: peers.clone(),
+                        token: "in-process".to_string(),
+                    },
+                    settings: RaftSettings::default(),
+                },
+                request_timeout: Duration::from_secs(3),
+            };
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(cairn_scheduler::run(config, listener, async move {
+                let _ = stopped.await;
+            }));
+            replicas.insert(
+                id,
+                Replica {
+                    addr: peers[&id].clone(),
+                    stop: Some(stop),
+                    task,
+                },
+            );
+        }
+        Ok(InProcessCluster { replicas, _dir: dir })
+    }
+
+    fn addrs(&self) -> Vec<String> {
+        self.replicas.values().map(|replica| replica.addr.clone()).collect()
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        let options = ClientOptions {
+            timeout: Duration::from_secs(15),
+            attempt_timeout: Duration::from_millis(800),
+            ..Default::default()
+        };
+        Ok(Client::connect_with(self.addrs(), options).await?)
+    }
+
+    async fn leader(&self, client: &Client) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let statuses = client.status().await;
+            let leader = statuses
+                .iter()
+                .filter_map(|(_, status)| status.as_ref().ok())
+                .find(|status| status.state == "leader")
+                .map(|status| status.node_id);
+            if let Some(leader) = leader {
+                return Ok(leader);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops replica `id` cleanly (its shutdown future resolves) and waits for it.
+    async fn stop(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut replica) = self.replicas.remove(&id) {
+            if let Some(stop) = replica.stop.take() {
+                let _ = stop.send(());
+            }
+            replica.task.await??;
+        }
+        Ok(())
+    }
+}
+
+/// Publish, list, get and unpublish work across replicas; stopping the leader
+/// elects another that still has every dataset and takes writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_survives_the_leader_stopping() -> anyhow::Result<()> {
+    let mut cluster = InProcessCluster::start().await?;
+    let client = cluster.client().await?;
+    for index in 0..20 {
+        client.publish_dataset(&format!("d{index}"), format!("{index}")).await?;
+    }
+    client.unpublish_dataset("d0").await?;
+    assert!(matches!(client.get_dataset("d0").await, Err(Error::NotFound { .. })));
+    let leader = cluster.leader(&client).await?;
+    cluster.stop(leader).await?;
+    client.publish_dataset("after", "stop").await?;
+    let names = client.list_datasets().await?;
+    assert_eq!(names.len(), 20);
+    assert_eq!(names.first().map(String::as_str), Some("d1"));
+    assert_eq!(names.last().map(String::as_str), Some("after"));
+    assert_eq!(client.get_dataset("d7").await?.value.as_text(), Some("7"));
+    Ok(())
+}
+
+/// With a majority stopped, a write ends with a timeout error instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_majority_calls_time_out() -> anyhow::Result<()> {
+    let mut cluster = InProcessCluster::start().await?;
+    let client = cluster.client().await?;
+    client.publish_dataset("first", "1").await?;
+    cluster.stop(1).await?;
+    cluster.stop(2).await?;
+    let options = ClientOptions {
+        timeout: Duration::from_secs(3),
+        attempt_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let lonely = Client::connect_with(cluster.addrs(), options).await?;
+    let started = Instant::now();
+    let error = lonely.publish_dataset("second", "2").await.expect_err("no quorum");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    let error = lonely
+        .list_datasets()
+        .await
+        .expect_err("no quorum for a linearizable read");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    Ok(())
+}
