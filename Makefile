@@ -18,7 +18,7 @@ up: setup
 
 ## Run every test: unit, in-process and multi-process (the real cairn binary).
 test: setup
-	$(CARGO) test --workspace --all-targets -- --test-threads=2
+	$(CARGO) test --workspace -- --test-threads=2
 
 ## Check without changing anything: formatting, lints, tests.
 verify: setup

@@ -56,8 +56,10 @@ pub struct SchedulerArgs {
     /// Leader heartbeat interval, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub heartbeat_ms: u64,
-    /// Election timeout range in milliseconds, `MIN-MAX`.
-    #[arg(long, default_value = "250-500")]
+    /// Election timeout range in milliseconds, `MIN-MAX`. A follower that stops hearing
+    /// from a leader waits MAX (the leader's lease) plus a random MIN..MAX before it
+    /// stands for election.
+    #[arg(long, default_value = "120-200")]
     pub election_timeout_ms: String,
     /// How long a write or read may wait for a quorum before answering "timeout".
     #[arg(long, default_value_t = 3000)]

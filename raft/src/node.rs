@@ -52,8 +52,8 @@ impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
             heartbeat_ms: 50,
-            election_timeout_min_ms: 250,
-            election_timeout_max_ms: 500,
+            election_timeout_min_ms: 120,
+            election_timeout_max_ms: 200,
             snapshot_every: 10_000,
             logs_kept_after_snapshot: 1_000,
         }

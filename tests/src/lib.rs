@@ -20,7 +20,7 @@ use cairn_cli::local_cluster::{plan_cluster, wait_for_leader, LocalCluster};
 use cairn_client::{Client, ClientOptions};
 
 /// Timing flags that make elections quick and snapshots frequent in tests.
-pub const FAST_TIMING: [&str; 4] = ["--heartbeat-ms", "50", "--election-timeout-ms", "250-500"];
+pub const FAST_TIMING: [&str; 4] = ["--heartbeat-ms", "50", "--election-timeout-ms", "120-200"];
 
 /// The `cairn` binary under test.
 pub fn cairn_binary() -> anyhow::Result<PathBuf> {
