@@ -10,6 +10,9 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 
 use crate::types::{Command, NodeId, Outcome, Raft, RaftMetrics};
 
+/// How long a read barrier waits before another try after missing the quorum.
+const QUORUM_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
 /// Why a replica could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicaError {
@@ -139,22 +142,35 @@ impl Replica {
 
     /// ReadIndex: confirms leadership with a quorum and waits until everything
     /// committed before the call is applied here. Reads after it are linearizable.
+    /// A round that misses the quorum (a slow heartbeat under load) is tried again
+    /// until `timeout`.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReplicaError> {
         let timed_out = ReplicaError::Timeout {
             operation: "the read",
             after: timeout,
         };
-        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
-            Err(_elapsed) => Err(timed_out),
-            Ok(Ok(_read_log_id)) => Ok(()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => Err(not_leader(forward)),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)))) => {
-                tracing::debug!(%error, "read barrier without a quorum");
-                Err(timed_out)
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
+                Err(_elapsed) => return Err(timed_out),
+                Ok(Ok(_read_log_id)) => return Ok(()),
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                    return Err(not_leader(forward))
+                }
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)))) => {
+                    tracing::debug!(%error, "read barrier without a quorum; trying again");
+                    if tokio::time::Instant::now() + QUORUM_RETRY_PAUSE >= deadline {
+                        return Err(timed_out);
+                    }
+                    tokio::time::sleep(QUORUM_RETRY_PAUSE).await;
+                }
+                Ok(Err(RaftError::Fatal(fatal))) => {
+                    return Err(ReplicaError::Stopped {
+                        reason: fatal.to_string(),
+                    })
+                }
             }
-            Ok(Err(RaftError::Fatal(fatal))) => Err(ReplicaError::Stopped {
-                reason: fatal.to_string(),
-            }),
         }
     }
 
