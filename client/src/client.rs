@@ -16,6 +16,11 @@ use crate::error::{classify, Attempt, Error};
 use crate::value::{Dataset, DatasetInfo, PublishedDataset, Value};
 use crate::Datasets;
 
+/// The longest pause between attempts. Short, because the usual reason to wait is an
+/// election, which ends within a few hundred milliseconds; the attempt and call
+/// timeouts bound the total.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(40);
+
 /// The largest message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -345,7 +350,7 @@ impl Client {
                     target = candidates[next].clone();
                     let sleep = pause.min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(sleep).await;
-                    pause = (pause * 2).min(Duration::from_millis(300));
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }
             }
         }
