@@ -31,8 +31,10 @@ fix:
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
-## Benchmarks that print figures (see BENCHMARKS.md).
+## Benchmarks that print figures, with Dask distributed side by side (see BENCHMARKS.md).
 bench: setup
+	python3 -c "import distributed" 2>/dev/null || pip install -q distributed
+	python3 bench/dask_publish.py --requests 300 --clients 64 --seconds 10
 	$(CARGO) run --release -p cairn-cli -- bench publish
 	$(CARGO) run --release -p cairn-cli -- bench get
 	$(CARGO) run --release -p cairn-cli -- bench failover --trials 10
