@@ -4,7 +4,9 @@
 //! also carries the cluster id. Transport failures map to `Unreachable` (openraft
 //! backs off) or `Timeout`; a `RaftError` from the peer comes back as `RemoteError`.
 
+use std::collections::HashMap;
 use std::error::Error;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_proto::v1::raft_transport_client::RaftTransportClient;
@@ -28,6 +30,9 @@ use crate::types::{Node, NodeId, TypeConfig};
 /// chunks stay well below it: see `RaftSettings`).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// A peer's gRPC client, shared by every connection openraft asks for.
+type SharedClient = Result<RaftTransportClient<Channel>, String>;
+
 /// Creates connections to peers.
 #[derive(Clone)]
 pub struct Network {
@@ -35,12 +40,33 @@ pub struct Network {
     local_id: NodeId,
     /// The cluster every message is stamped with.
     identity: ClusterIdentity,
+    /// One HTTP/2 channel per peer address. openraft asks for a new client for every
+    /// ReadIndex round; reusing the channel saves a TCP and HTTP/2 handshake each time.
+    clients: Arc<Mutex<HashMap<(NodeId, String), SharedClient>>>,
 }
 
 impl Network {
     /// A network factory for replica `local_id` of the cluster `identity`.
     pub fn new(local_id: NodeId, identity: ClusterIdentity) -> Network {
-        Network { local_id, identity }
+        Network {
+            local_id,
+            identity,
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn client_for(&self, target: NodeId, addr: &str) -> SharedClient {
+        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients
+            .entry((target, addr.to_string()))
+            .or_insert_with(|| {
+                lazy_channel(addr).map(|channel| {
+                    RaftTransportClient::new(channel)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                })
+            })
+            .clone()
     }
 }
 
@@ -73,11 +99,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
-        let client = lazy_channel(&node.addr).map(|channel| {
-            RaftTransportClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES)
-        });
+        let client = self.client_for(target, &node.addr);
         PeerConnection {
             local_id: self.local_id,
             target,
