@@ -13,8 +13,10 @@ release: setup
 	$(CARGO) build --release -p cairn-cli
 
 ## Start the local cluster (3 schedulers on loopback, data in ./.cairn); Ctrl-C stops it.
+## The debug build: it shares its (long) RocksDB compile with `make test`.
 up: setup
-	$(CARGO) run --release -p cairn-cli -- up $(ARGS)
+	$(CARGO) build -p cairn-cli
+	$(CARGO) run -q -p cairn-cli -- up $(ARGS)
 
 ## Run every test: unit, in-process and multi-process (the real cairn binary).
 test: setup
