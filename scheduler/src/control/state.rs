@@ -195,7 +195,9 @@ impl ControlState {
                     .sessions
                     .admit(client, request.seq, request.lowest_unacked_seq, self.clock_ms);
                 let outcome = match admission {
-                    Admission::Expired => return ControlOutcome::Write(Err(CatalogError::SessionExpired)),
+                    // Not recorded, but `admit` may have moved the session's floor and
+                    // activity: the row is written below so disk matches memory.
+                    Admission::Expired => Err(CatalogError::SessionExpired),
                     Admission::Duplicate(outcome) => outcome,
                     Admission::New => {
                         let outcome = match operation {
@@ -483,6 +485,17 @@ mod tests {
         assert!(
             harness.state.list().is_empty(),
             "a forgotten write is refused, not re-applied"
+        );
+        // A refused write still moves the session (floor, activity): disk must match.
+        harness.apply(&acknowledged_write(
+            5,
+            7,
+            1_000,
+            Operation::Unpublish { name: name.clone() },
+        ));
+        assert_eq!(
+            harness.reloaded().sessions.get(&CLIENT),
+            harness.state.sessions.get(&CLIENT)
         );
         harness.apply(&publish(7, vec![item("x", "1")], false));
         let later = 1_000 + SESSION_TTL_MS + 1;
