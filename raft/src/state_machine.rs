@@ -169,15 +169,7 @@ struct DurableState {
     rows: Vec<Row>,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ReadStateError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Codec(#[from] codec::CodecError),
-}
-
-fn read_durable_state(db: &Db) -> Result<DurableState, ReadStateError> {
+fn read_durable_state(db: &Db) -> Result<DurableState, crate::OpenError> {
     let (applied, membership, rows) = db.read_consistent(|view| {
         let applied = view.get(Column::Meta, APPLIED_KEY)?;
         let membership = view.get(Column::Meta, MEMBERSHIP_KEY)?;
@@ -210,10 +202,7 @@ impl<S: ReplicatedState> StateMachineStore<S> {
             applied,
             membership,
             rows,
-        } = read_durable_state(&db).map_err(|error| match error {
-            ReadStateError::Storage(error) => crate::OpenError::Storage(error),
-            ReadStateError::Codec(error) => crate::OpenError::Codec(error),
-        })?;
+        } = read_durable_state(&db)?;
         let state = S::load(rows)?;
         Ok(StateMachineStore {
             db,
