@@ -1,7 +1,9 @@
 # Cairn's commands. `make up` and `make test` are the README's two commands.
 CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+JEPSEN := $(TARGET_DIR)/debug/cairn-jepsen
 
-.PHONY: setup build release up test verify fix bench clean
+.PHONY: setup build release up test verify fix bench jepsen jepsen-smoke clean
 
 setup:
 	@./scripts/setup.sh
@@ -18,9 +20,24 @@ up: setup
 	$(CARGO) build -p cairn-cli
 	$(CARGO) run -q -p cairn-cli -- up $(ARGS)
 
-## Run every test: unit, in-process and multi-process (the real cairn binary).
+## Run every test: unit, in-process, multi-process (the real cairn binary), and the
+## fault-injection smoke run.
 test: setup
 	$(CARGO) test --workspace -- --test-threads=2
+	$(MAKE) jepsen-smoke
+
+## The fault-injection suite (jepsen/README.md): the catalog workload on 3 nodes and
+## the durable workload on 5, every nemesis. As root the nodes run in network
+## namespaces; otherwise partition and netem are skipped.
+jepsen: setup
+	$(CARGO) build --workspace
+	$(JEPSEN) run --workload catalog --nodes 3 --nemesis all --time-limit 150 --concurrency 10
+	$(JEPSEN) run --workload durable --nodes 5 --nemesis all --time-limit 90 --concurrency 10
+
+## About two minutes: kill, pause and partition against the catalog workload.
+jepsen-smoke:
+	$(CARGO) build --workspace
+	$(JEPSEN) run --workload catalog --nodes 3 --nemesis kill,pause,partition --time-limit 80 --nemesis-interval 5
 
 ## Check without changing anything: formatting, lints, tests.
 verify: setup

@@ -70,6 +70,10 @@ pub struct SchedulerArgs {
     /// How many log entries to keep behind a snapshot for lagging followers.
     #[arg(long, default_value_t = 1_000)]
     pub snapshot_keep_logs: u64,
+    /// FOR FAULT-INJECTION TESTS ONLY, debug builds only: run with deliberate bugs
+    /// (`local-reads`, `ack-before-commit`) that `cairn-jepsen` must catch.
+    #[arg(long, hide = true, value_name = "BUG,...")]
+    pub unsafe_inject_bug: Option<String>,
 }
 
 /// `cairn up`.

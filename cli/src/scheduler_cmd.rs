@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cairn_raft::{Bootstrap, NodeConfig, RaftSettings};
-use cairn_scheduler::server::SchedulerConfig;
+use cairn_scheduler::server::{InjectedBugs, SchedulerConfig};
 
 use crate::args::SchedulerArgs;
 use crate::signals::shutdown_signal;
@@ -81,7 +81,17 @@ pub fn config(args: &SchedulerArgs) -> anyhow::Result<SchedulerConfig> {
     if args.snapshot_every == 0 {
         bail!("--snapshot-every must be positive");
     }
+    let injected_bugs = match &args.unsafe_inject_bug {
+        None => InjectedBugs::default(),
+        Some(_) if !cfg!(debug_assertions) => {
+            bail!("--unsafe-inject-bug exists only in debug builds (it makes the scheduler lose data on purpose)")
+        }
+        Some(names) => names
+            .parse::<InjectedBugs>()
+            .map_err(|error| anyhow::anyhow!("--unsafe-inject-bug: {error}"))?,
+    };
     Ok(SchedulerConfig {
+        injected_bugs,
         node: NodeConfig {
             node_id: args.id,
             data_dir: args.data_dir.clone(),

@@ -46,6 +46,7 @@ impl InProcessCluster {
                     settings: RaftSettings::default(),
                 },
                 request_timeout: Duration::from_secs(3),
+                injected_bugs: Default::default(),
             };
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(cairn_scheduler::run(config, listener, async move {

@@ -73,3 +73,58 @@ async fn a_joined_replica_is_added_then_removed() -> anyhow::Result<()> {
     assert_eq!(client.list_datasets().await?.len(), 11);
     Ok(())
 }
+
+/// Regression test for the first bug `cairn-jepsen` found: removing a voter while
+/// another voter was cut off committed a joint configuration that needed the
+/// unreachable one, and the cluster accepted no write until it came back (7 s in the
+/// run, as long as the partition in general). The removal is now refused up front
+/// (as etcd's strict reconfiguration check), and the cluster keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_node_is_refused_when_the_remaining_voters_lack_a_quorum() -> anyhow::Result<()> {
+    let cluster = TestCluster::start(3, &[]).await?;
+    let client = cluster.client().await?;
+    client.publish_dataset("before", "x").await?;
+    let leader = cluster.leader().await?;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (paused, removed) = (others[0], others[1]);
+
+    phase(&format!(
+        "SIGSTOP scheduler {paused}, then ask to remove scheduler {removed}"
+    ));
+    cluster.cluster.pause(paused)?;
+    let started = Instant::now();
+    let output = cluster.cli(&["cluster", "remove-node", "--id", &removed.to_string()])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the removal must be refused");
+    assert!(stderr.contains("refusing to remove node"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "refused in {:?}",
+        started.elapsed()
+    );
+
+    phase("the two live voters still commit writes; the membership is unchanged");
+    client.publish_dataset("during", "y").await?;
+    let members = client
+        .status()
+        .await
+        .into_iter()
+        .find_map(|(_, status)| status.ok().filter(|status| status.node_id == leader))
+        .map(|status| status.members.len());
+    assert_eq!(members, Some(3));
+
+    phase("once it is back, the removal goes through");
+    cluster.cluster.resume(paused)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = cluster.cli(&["cluster", "remove-node", "--id", &removed.to_string()])?;
+        if output.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", String::from_utf8_lossy(&output.stderr));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client.publish_dataset("after", "z").await?;
+    assert_eq!(client.list_datasets().await?, vec!["before", "during", "after"]);
+    Ok(())
+}

@@ -6,8 +6,12 @@ use cairn_raft::identity::ClusterIdentity;
 use cairn_raft::Member;
 use tonic::{Request, Response, Status};
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use super::consensus::Consensus;
 use super::error::ServerError;
+use super::reconfig::check_quorum_after;
 
 /// How much longer than a plain request a new node may take to catch up.
 const CATCH_UP_FACTOR: u32 = 12;
@@ -24,6 +28,29 @@ impl AdminService {
     /// The service over `consensus`.
     pub fn new(consensus: Consensus, identity: ClusterIdentity) -> AdminService {
         AdminService { consensus, identity }
+    }
+
+    /// The voters (id → address) after applying `change` to the current ones, and
+    /// this replica's id; refuses unless this replica leads.
+    async fn voters_after(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<u64, String>),
+    ) -> Result<(u64, BTreeMap<u64, String>), ServerError> {
+        self.consensus.replica.ensure_leader()?;
+        let status = self.consensus.replica.status().await;
+        let mut voters: BTreeMap<u64, String> = status
+            .members
+            .iter()
+            .filter(|member| member.voter)
+            .map(|member| (member.id, member.addr.clone()))
+            .collect();
+        change(&mut voters);
+        Ok((status.node_id, voters))
+    }
+
+    /// How long a replica may take to answer the reconfiguration probe.
+    fn probe_limit(&self) -> Duration {
+        self.consensus.request_timeout.min(Duration::from_secs(1))
     }
 
     async fn members_reply(&self, log_index: u64) -> pb::MembershipReply {
@@ -78,6 +105,13 @@ impl Admin for AdminService {
             }
             .into());
         }
+        let (this_node, voters) = self
+            .voters_after(|voters| {
+                voters.entry(request.id).or_insert_with(|| request.addr.clone());
+            })
+            .await?;
+        let change = format!("add node {}", request.id);
+        check_quorum_after(&change, this_node, &voters, self.probe_limit()).await?;
         let timeout = self.consensus.request_timeout * CATCH_UP_FACTOR;
         let log_index = self
             .consensus
@@ -93,6 +127,15 @@ impl Admin for AdminService {
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
         let request = request.into_inner();
+        let (this_node, voters) = self
+            .voters_after(|voters| {
+                voters.remove(&request.id);
+            })
+            .await?;
+        if !voters.is_empty() {
+            let change = format!("remove node {}", request.id);
+            check_quorum_after(&change, this_node, &voters, self.probe_limit()).await?;
+        }
         let log_index = self
             .consensus
             .replica

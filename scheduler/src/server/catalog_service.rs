@@ -25,6 +25,9 @@ impl CatalogService {
 
     /// Proposes a write; a write on an unknown or expired session is refused.
     async fn write(&self, request: RequestId, operation: Operation) -> Result<pb::WriteReply, ServerError> {
+        if self.consensus.injected_bugs.ack_before_commit {
+            return self.write_acknowledged_before_commit(request, operation);
+        }
         let command = ControlCommand::Write {
             request,
             now_ms: now_ms(),
@@ -40,6 +43,51 @@ impl CatalogService {
                 reason: "a write returned a session outcome".to_string(),
             }),
         }
+    }
+
+    /// Deliberate bug (`--unsafe-inject-bug ack-before-commit`): the leader checks
+    /// the write against its local state, hands it to Raft, and acknowledges it
+    /// without waiting for a quorum to commit it.
+    fn write_acknowledged_before_commit(
+        &self,
+        request: RequestId,
+        operation: Operation,
+    ) -> Result<pb::WriteReply, ServerError> {
+        self.consensus.replica.ensure_leader()?;
+        let refused = self.read(|state| match &operation {
+            Operation::Publish {
+                items,
+                override_existing: false,
+                ..
+            } => {
+                let names: Vec<String> = items
+                    .iter()
+                    .filter(|item| state.get(&item.name).is_some())
+                    .map(|item| item.name.to_string())
+                    .collect();
+                (!names.is_empty()).then_some(CatalogError::AlreadyExists { names })
+            }
+            Operation::Unpublish { name } => state
+                .get(name)
+                .is_none()
+                .then(|| CatalogError::NotFound { name: name.to_string() }),
+            _ => None,
+        });
+        if let Some(error) = refused {
+            return Err(ServerError::Catalog(error));
+        }
+        let command = ControlCommand::Write {
+            request,
+            now_ms: now_ms(),
+            operation,
+        };
+        let consensus = self.consensus.clone();
+        tokio::spawn(async move {
+            if let Err(error) = consensus.propose(&command).await {
+                tracing::warn!(%error, "a write acknowledged before commit was not committed");
+            }
+        });
+        Ok(pb::WriteReply { log_index: 0 })
     }
 
     fn read<R>(&self, read: impl FnOnce(&ControlState) -> R) -> R {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cairn_raft::codec;
 use cairn_raft::{Command, Replica, ReplicaError, StateHandle};
 
+use super::bugs::InjectedBugs;
 use super::error::ServerError;
 use crate::control::{ControlCommand, ControlOutcome, ControlState};
 
@@ -18,6 +19,8 @@ pub struct Consensus {
     /// How long a proposal or a read barrier may take before the client is told
     /// "timeout" (and, for a write, that its outcome is unknown).
     pub request_timeout: Duration,
+    /// Deliberate bugs (fault-injection testing only).
+    pub injected_bugs: InjectedBugs,
 }
 
 /// The leader's wall clock, stamped into commands (the state machine never reads one).
@@ -53,6 +56,10 @@ impl Consensus {
 
     /// Waits until reads of the local state are linearizable (ReadIndex).
     pub async fn read_barrier(&self) -> Result<(), ServerError> {
+        if self.injected_bugs.local_reads {
+            // Deliberate bug: believing to lead is not knowing to lead.
+            return Ok(self.replica.ensure_leader()?);
+        }
         Ok(self.replica.read_barrier(self.request_timeout).await?)
     }
 }

@@ -2,9 +2,11 @@
 //! gRPC port.
 
 mod admin_service;
+mod bugs;
 mod catalog_service;
 mod consensus;
 mod error;
+mod reconfig;
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use admin_service::AdminService;
+pub use bugs::{InjectedBugs, BUG_NAMES};
 pub use catalog_service::CatalogService;
 pub use consensus::Consensus;
 pub use error::{ServerError, ERROR_KIND_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY};
@@ -30,6 +33,8 @@ pub struct SchedulerConfig {
     pub node: NodeConfig,
     /// How long a write or linearizable read may wait for a quorum.
     pub request_timeout: Duration,
+    /// Deliberate bugs for the fault-injection suite (none unless asked for).
+    pub injected_bugs: InjectedBugs,
 }
 
 /// Why a scheduler stopped with an error.
@@ -56,10 +61,17 @@ pub async fn run(
     let node = RaftNode::<ControlState>::open(config.node.clone()).await?;
     let local_addr = listener.local_addr().ok();
     tracing::info!(node = node.node_id, addr = ?local_addr, "scheduler serving");
+    if config.injected_bugs.any() {
+        tracing::error!(
+            bugs = ?config.injected_bugs,
+            "THIS REPLICA RUNS WITH DELIBERATE BUGS (--unsafe-inject-bug): it can lose or misread data"
+        );
+    }
     let consensus = Consensus {
         replica: node.replica(),
         state: node.state.clone(),
         request_timeout: config.request_timeout,
+        injected_bugs: config.injected_bugs,
     };
     let catalog = CatalogServer::new(CatalogService::new(consensus.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

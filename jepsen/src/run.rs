@@ -1,0 +1,394 @@
+//! One run: set up the cluster, drive the workload under the nemesis, heal, read
+//! back, tear down, then check the history and write the run directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::check::verdict::{Anomaly, Validity, Verdict};
+use crate::check::{self, CheckOptions};
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::history::{self, NemesisPhase};
+use crate::nemesis::{self, Fault, NemesisConfig, Shape, Timeline};
+use crate::report::{self, ReportMeta};
+use crate::workload::{self, KeyPool, Recorder, WorkerContext, Workload};
+
+/// Everything a run needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    /// The `cairn` binary.
+    pub binary: PathBuf,
+    /// Schedulers (3 or 5).
+    pub nodes: u64,
+    /// How long the workload runs under faults.
+    pub time_limit: Duration,
+    /// The faults to inject.
+    #[serde(serialize_with = "serialize_faults")]
+    pub faults: Vec<Fault>,
+    /// Partition shapes to choose from.
+    #[serde(serialize_with = "serialize_shapes")]
+    pub shapes: Vec<Shape>,
+    /// Mean quiet period and fault length.
+    pub nemesis_interval: Duration,
+    /// The workload.
+    #[serde(serialize_with = "serialize_workload")]
+    pub workload: Workload,
+    /// Concurrent clients.
+    pub concurrency: u64,
+    /// The seed of every random choice (nemesis and clients).
+    pub seed: u64,
+    /// The run directory.
+    pub out_dir: PathBuf,
+    /// Deliberate bugs to run the nodes with.
+    pub inject_bug: Option<String>,
+    /// The nodes' `--snapshot-every`.
+    pub snapshot_every: u64,
+    /// Names at a time in the catalog workload.
+    pub keys: usize,
+    /// Operations per name before it is replaced.
+    pub ops_per_key: u64,
+    /// How long one operation may take before it is recorded as `info`.
+    pub op_timeout: Duration,
+    /// Use network namespaces (needs root).
+    pub netns: bool,
+    /// Keep the nodes' data dirs after the run.
+    pub keep_data: bool,
+}
+
+fn serialize_faults<S: serde::Serializer>(faults: &[Fault], serializer: S) -> Result<S::Ok, S::Error> {
+    let names: Vec<&str> = faults.iter().map(|fault| fault.as_str()).collect();
+    names.serialize(serializer)
+}
+
+fn serialize_shapes<S: serde::Serializer>(shapes: &[Shape], serializer: S) -> Result<S::Ok, S::Error> {
+    let names: Vec<String> = shapes.iter().map(|shape| format!("{shape:?}").to_lowercase()).collect();
+    names.serialize(serializer)
+}
+
+fn serialize_workload<S: serde::Serializer>(workload: &Workload, serializer: S) -> Result<S::Ok, S::Error> {
+    workload.as_str().serialize(serializer)
+}
+
+/// What a run concluded.
+pub struct RunOutcome {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Every checker's verdict.
+    pub verdicts: Vec<Verdict>,
+    /// Operations completed (ok, fail or info).
+    pub completed: usize,
+    /// Whether the run was interrupted (Ctrl-C).
+    pub interrupted: bool,
+}
+
+/// Performs a run. The cluster is torn down (processes, namespaces) on every path.
+pub async fn run(config: RunConfig) -> anyhow::Result<RunOutcome> {
+    std::fs::create_dir_all(&config.out_dir).with_context(|| format!("cannot create {}", config.out_dir.display()))?;
+    std::fs::write(config.out_dir.join("run.json"), serde_json::to_string_pretty(&config)?)?;
+    let start = Instant::now();
+    let timeline = Arc::new(Timeline::new(start));
+    let recorder = Arc::new(Recorder::new(start));
+    let mut faults = config.faults.clone();
+    if !config.netns {
+        let skipped: Vec<&str> = faults.iter().filter(|f| f.needs_netns()).map(|f| f.as_str()).collect();
+        if !skipped.is_empty() {
+            timeline.record(
+                NemesisPhase::Info,
+                "setup",
+                format!(
+                    "SKIPPING {}: the nodes run on loopback (network namespaces need root)",
+                    skipped.join(", ")
+                ),
+            );
+        }
+        faults.retain(|fault| !fault.needs_netns());
+    }
+
+    let cluster = Cluster::create(ClusterConfig {
+        binary: config.binary.clone(),
+        nodes: config.nodes,
+        dir: config.out_dir.clone(),
+        use_netns: config.netns,
+        inject_bug: config.inject_bug.clone(),
+        snapshot_every: config.snapshot_every,
+    })?;
+    if let Some(network) = &cluster.network {
+        if network.netem_mode == crate::net::NetemMode::LossAndSlowLink && faults.contains(&Fault::Netem) {
+            timeline.record(
+                NemesisPhase::Info,
+                "setup",
+                "this kernel has no sch_netem: `netem` applies random loss (iptables) and a slow link (tbf) instead",
+            );
+        }
+    }
+    let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
+    let result = drive(&config, faults, cluster.clone(), timeline.clone(), recorder.clone()).await;
+    {
+        let mut cluster = cluster.lock().await;
+        cluster.teardown();
+        if !config.keep_data {
+            let _ = std::fs::remove_dir_all(config.out_dir.join("data"));
+        }
+    }
+    let (final_complete, interrupted) = result?;
+
+    let ops = recorder.ops();
+    let events = timeline.events();
+    history::write_jsonl(&config.out_dir.join("history.jsonl"), &ops)?;
+    history::write_jsonl(&config.out_dir.join("nemesis.jsonl"), &events)?;
+    let mut verdicts = check::check_all(&ops, &CheckOptions::default());
+    verdicts.push(recovery_verdict(final_complete, interrupted));
+    std::fs::write(
+        config.out_dir.join("results.json"),
+        serde_json::to_string_pretty(&verdicts)?,
+    )?;
+    let meta = ReportMeta {
+        title: format!(
+            "cairn-jepsen: {} under {}",
+            config.workload.as_str(),
+            describe_faults(&config.faults)
+        ),
+        facts: vec![
+            ("workload".to_string(), config.workload.as_str().to_string()),
+            ("nemesis".to_string(), describe_faults(&config.faults)),
+            ("nodes".to_string(), config.nodes.to_string()),
+            (
+                "network".to_string(),
+                if config.netns { "namespaces" } else { "loopback" }.to_string(),
+            ),
+            ("concurrency".to_string(), config.concurrency.to_string()),
+            ("time limit".to_string(), format!("{} s", config.time_limit.as_secs())),
+            ("seed".to_string(), config.seed.to_string()),
+            (
+                "snapshot every".to_string(),
+                format!("{} entries", config.snapshot_every),
+            ),
+            (
+                "injected bug".to_string(),
+                config.inject_bug.clone().unwrap_or_else(|| "none".to_string()),
+            ),
+            ("binary".to_string(), config.binary.display().to_string()),
+        ],
+    };
+    report::write(&config.out_dir, &meta, &ops, &events, &verdicts)?;
+    Ok(RunOutcome {
+        dir: config.out_dir.clone(),
+        completed: recorder.completed(),
+        verdicts,
+        interrupted,
+    })
+}
+
+fn describe_faults(faults: &[Fault]) -> String {
+    if faults.is_empty() {
+        return "no faults".to_string();
+    }
+    let names: Vec<&str> = faults.iter().map(|fault| fault.as_str()).collect();
+    names.join(",")
+}
+
+/// After healing, the cluster must elect a leader and answer the final reads.
+fn recovery_verdict(final_complete: bool, interrupted: bool) -> Verdict {
+    let mut verdict = Verdict {
+        checker: "recovery".to_string(),
+        validity: Validity::Valid,
+        anomalies: Vec::new(),
+        stats: Default::default(),
+    };
+    if interrupted {
+        verdict.validity = Validity::Unknown;
+        verdict.anomalies.push(Anomaly {
+            kind: "interrupted".to_string(),
+            key: None,
+            explanation: "the run was interrupted before its final reads".to_string(),
+            ops: Vec::new(),
+        });
+    } else if !final_complete {
+        verdict.validity = Validity::Invalid;
+        verdict.anomalies.push(Anomaly {
+            kind: "unavailable-after-heal".to_string(),
+            key: None,
+            explanation: "after every fault was healed the cluster did not answer the final reads in time".to_string(),
+            ops: Vec::new(),
+        });
+    }
+    verdict
+}
+
+/// Setup, workload + nemesis, heal, final reads. Returns (final reads complete,
+/// interrupted).
+async fn drive(
+    config: &RunConfig,
+    faults: Vec<Fault>,
+    cluster: Arc<tokio::sync::Mutex<Cluster>>,
+    timeline: Arc<Timeline>,
+    recorder: Arc<Recorder>,
+) -> anyhow::Result<(bool, bool)> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop_tx = stop_tx.clone();
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match &mut terminate {
+                    Some(terminate) => {
+                        terminate.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let signalled = tokio::select! {
+                result = tokio::signal::ctrl_c() => result.is_ok(),
+                _ = terminated => true,
+            };
+            if signalled {
+                eprintln!("interrupted: healing, stopping the nodes and removing the namespaces");
+                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = stop_tx.send(true);
+            }
+        });
+    }
+    {
+        let mut cluster = cluster.lock().await;
+        cluster.start_all()?;
+        let leader = cluster.wait_healthy(Duration::from_secs(60)).await?;
+        timeline.record(
+            NemesisPhase::Info,
+            "setup",
+            format!(
+                "{} nodes up, n{leader} leads: {}",
+                config.nodes,
+                cluster.addrs().join(" ")
+            ),
+        );
+    }
+    let keys = Arc::new(KeyPool::new(config.keys, config.ops_per_key));
+    let mut workers = Vec::new();
+    for worker in 0..config.concurrency {
+        let client = cluster
+            .lock()
+            .await
+            .client(config.op_timeout.saturating_sub(Duration::from_millis(500)))
+            .await?;
+        workers.push(tokio::spawn(workload::worker(WorkerContext {
+            workload: config.workload,
+            worker,
+            concurrency: config.concurrency,
+            client,
+            recorder: recorder.clone(),
+            keys: keys.clone(),
+            seed: config.seed.wrapping_add(1 + worker),
+            op_timeout: config.op_timeout,
+            stop: stop_rx.clone(),
+        })));
+    }
+    let nemesis = tokio::spawn(nemesis::run(
+        NemesisConfig {
+            faults,
+            shapes: config.shapes.clone(),
+            interval: config.nemesis_interval,
+            seed: config.seed,
+        },
+        cluster.clone(),
+        timeline.clone(),
+        stop_rx.clone(),
+    ));
+    let progress = {
+        let recorder = recorder.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = stop.changed() => return,
+                }
+                eprintln!(
+                    "[{:>7.2}s] {} operations completed",
+                    recorder.elapsed().as_secs_f64(),
+                    recorder.completed()
+                );
+            }
+        })
+    };
+    let mut stop_wait = stop_rx.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(config.time_limit) => {}
+        _ = stop_wait.changed() => {}
+    }
+    let _ = stop_tx.send(true);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let _ = nemesis.await;
+    progress.abort();
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok((false, true));
+    }
+    let client = {
+        let mut cluster = cluster.lock().await;
+        nemesis::heal_all(&mut cluster, &timeline).await;
+        match cluster.wait_healthy(Duration::from_secs(60)).await {
+            Ok(leader) => timeline.record(NemesisPhase::Info, "heal", format!("healthy again, n{leader} leads")),
+            Err(error) => timeline.record(NemesisPhase::Info, "heal", format!("{error:#}")),
+        }
+        cluster.client(Duration::from_secs(5)).await?
+    };
+    eprintln!("final reads ...");
+    let complete = workload::final_reads(recorder, client, 1_000_000, Duration::from_secs(90)).await;
+    Ok((complete, interrupted.load(std::sync::atomic::Ordering::SeqCst)))
+}
+
+/// The default run directory: `target/jepsen/<UTC time>-<workload>`, next to the
+/// binary's target dir when it can be found.
+pub fn default_out_dir(workload: Workload) -> PathBuf {
+    let base = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(Path::parent).map(|target| target.join("jepsen")))
+        .unwrap_or_else(|| PathBuf::from("jepsen-runs"));
+    base.join(format!("{}-{}", utc_stamp(), workload.as_str()))
+}
+
+/// `YYYYMMDDTHHMMSSZ` for now.
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_look_like_iso_basic_format() {
+        let stamp = utc_stamp();
+        assert_eq!(stamp.len(), 16, "{stamp}");
+        assert!(stamp.starts_with("20"), "{stamp}");
+        assert!(stamp.ends_with('Z'), "{stamp}");
+    }
+}

@@ -1,0 +1,464 @@
+//! The workloads: concurrent clients, each its own `cairn_client::Client`, recording
+//! every operation as an invoke and a completion.
+//!
+//! - `catalog`: publish / override / unpublish / get / list on a few names at a time;
+//!   each name is a register and takes a bounded number of operations before a fresh
+//!   one replaces it (so each per-name history stays small enough to check). One
+//!   client in five only reads.
+//! - `durable`: publishes of fresh names with unique values; at the end, every
+//!   acknowledged publish must be readable with exactly its value.
+//!
+//! Both end with a final phase of reads after every fault has healed.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_client::{Client, Error};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+
+use crate::history::{Op, OpFn, OpType};
+
+/// Which workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Registers: publish / override / unpublish / get / list on a few names.
+    Catalog,
+    /// A set: publishes of fresh names, all read back at the end.
+    Durable,
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Workload, String> {
+        match text {
+            "catalog" => Ok(Workload::Catalog),
+            "durable" => Ok(Workload::Durable),
+            other => Err(format!("unknown workload `{other}` (catalog, durable)")),
+        }
+    }
+}
+
+impl Workload {
+    /// The name used in flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Catalog => "catalog",
+            Workload::Durable => "durable",
+        }
+    }
+}
+
+/// Records the history: every event gets the next index and a timestamp under one
+/// lock, so index order is time order.
+pub struct Recorder {
+    start: Instant,
+    ops: Mutex<Vec<Op>>,
+}
+
+/// What an event says, besides its index and time.
+pub struct Event {
+    /// The process.
+    pub process: u64,
+    /// Invoke or completion.
+    pub kind: OpType,
+    /// The function.
+    pub f: OpFn,
+    /// The name.
+    pub key: Option<String>,
+    /// Value written or read.
+    pub value: Option<String>,
+    /// Names listed.
+    pub names: Option<Vec<String>>,
+    /// The client's error.
+    pub error: Option<String>,
+    /// A final-phase read.
+    pub is_final: bool,
+}
+
+impl Recorder {
+    /// A recorder whose clock starts at `start`.
+    pub fn new(start: Instant) -> Recorder {
+        Recorder {
+            start,
+            ops: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Appends an event.
+    pub fn record(&self, event: Event) {
+        if let Ok(mut ops) = self.ops.lock() {
+            let op = Op {
+                index: ops.len() as u64,
+                time_ns: self.start.elapsed().as_nanos() as u64,
+                process: event.process,
+                kind: event.kind,
+                f: event.f,
+                key: event.key,
+                value: event.value,
+                names: event.names,
+                error: event.error,
+                is_final: event.is_final,
+            };
+            ops.push(op);
+        }
+    }
+
+    /// The history so far.
+    pub fn ops(&self) -> Vec<Op> {
+        self.ops.lock().map(|ops| ops.clone()).unwrap_or_default()
+    }
+
+    /// Time since the start of the run.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// How many completions so far.
+    pub fn completed(&self) -> usize {
+        self.ops
+            .lock()
+            .map(|ops| ops.iter().filter(|op| op.kind != OpType::Invoke).count())
+            .unwrap_or(0)
+    }
+}
+
+/// The names the catalog workload works on: `slots` names at a time, each replaced
+/// by a fresh one after `ops_per_key` operations.
+pub struct KeyPool {
+    slots: Mutex<Vec<(u64, u64)>>,
+    ops_per_key: u64,
+}
+
+impl KeyPool {
+    /// A pool of `slots` names.
+    pub fn new(slots: usize, ops_per_key: u64) -> KeyPool {
+        KeyPool {
+            slots: Mutex::new(vec![(0, 0); slots.max(1)]),
+            ops_per_key: ops_per_key.max(1),
+        }
+    }
+
+    /// A name for the next operation.
+    pub fn pick(&self, rng: &mut StdRng) -> String {
+        let Ok(mut slots) = self.slots.lock() else {
+            return "jepsen-poisoned".to_string();
+        };
+        let slot = rng.random_range(0..slots.len());
+        let (generation, count) = &mut slots[slot];
+        if *count >= self.ops_per_key {
+            *generation += 1;
+            *count = 0;
+        }
+        *count += 1;
+        format!("jepsen-r{slot}-g{generation}")
+    }
+}
+
+/// What one client worker needs.
+pub struct WorkerContext {
+    /// The workload.
+    pub workload: Workload,
+    /// This worker's number (0-based); its first process id.
+    pub worker: u64,
+    /// How many workers (process ids advance by this after an `info`).
+    pub concurrency: u64,
+    /// The worker's own client.
+    pub client: Client,
+    /// The history.
+    pub recorder: Arc<Recorder>,
+    /// Names for the catalog workload.
+    pub keys: Arc<KeyPool>,
+    /// Seed for this worker's choices.
+    pub seed: u64,
+    /// How long an operation may take before it is recorded as `info`.
+    pub op_timeout: Duration,
+    /// Turns true when the run ends.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// How an operation ended.
+pub struct Completion {
+    kind: OpType,
+    value: Option<String>,
+    names: Option<Vec<String>>,
+    error: Option<String>,
+}
+
+impl Completion {
+    fn ok(value: Option<String>) -> Completion {
+        Completion {
+            kind: OpType::Ok,
+            value,
+            names: None,
+            error: None,
+        }
+    }
+}
+
+/// Classifies a client error for `f`: a refused write (already exists, not found,
+/// invalid, expired session) definitely did not happen; a write that timed out may
+/// have; a read that failed had no effect either way.
+pub fn classify(f: OpFn, error: &Error) -> OpType {
+    if !f.is_write() {
+        return OpType::Fail;
+    }
+    match error {
+        Error::AlreadyExists { .. }
+        | Error::NotFound { .. }
+        | Error::InvalidName { .. }
+        | Error::TooLarge { .. }
+        | Error::InvalidArgument { .. }
+        | Error::SessionExpired { .. }
+        | Error::InvalidAddress { .. }
+        | Error::Membership { .. } => OpType::Fail,
+        Error::Timeout { .. } | Error::Protocol { .. } => OpType::Info,
+    }
+}
+
+/// Runs one operation against the cluster.
+pub async fn execute(client: &Client, f: OpFn, key: Option<&str>, value: Option<&str>) -> Completion {
+    let key = key.unwrap_or_default();
+    let value_text = value.unwrap_or_default();
+    let result: Result<Completion, Error> = match f {
+        OpFn::Publish => client
+            .publish_dataset(key, value_text)
+            .await
+            .map(|_| Completion::ok(value.map(str::to_string))),
+        OpFn::Override => client
+            .publish_datasets(vec![cairn_client::Dataset::new(key, value_text)], true)
+            .await
+            .map(|_| Completion::ok(value.map(str::to_string))),
+        OpFn::Unpublish => client.unpublish_dataset(key).await.map(|_| Completion::ok(None)),
+        OpFn::Get => match client.get_dataset(key).await {
+            Ok(dataset) => Ok(Completion::ok(Some(
+                String::from_utf8_lossy(&dataset.value.data).into_owned(),
+            ))),
+            Err(Error::NotFound { .. }) => Ok(Completion::ok(None)),
+            Err(error) => Err(error),
+        },
+        OpFn::List => client.list_datasets().await.map(|names| Completion {
+            kind: OpType::Ok,
+            value: None,
+            names: Some(names),
+            error: None,
+        }),
+    };
+    result.unwrap_or_else(|error| Completion {
+        kind: classify(f, &error),
+        value: if f.is_write() { value.map(str::to_string) } else { None },
+        names: None,
+        error: Some(error.to_string()),
+    })
+}
+
+/// One operation to perform.
+struct Invocation {
+    process: u64,
+    f: OpFn,
+    key: Option<String>,
+    value: Option<String>,
+    is_final: bool,
+}
+
+/// Invokes, executes (bounded by `op_timeout`) and completes one operation.
+async fn perform(recorder: &Recorder, client: &Client, invocation: Invocation, op_timeout: Duration) -> OpType {
+    let Invocation {
+        process,
+        f,
+        key,
+        value,
+        is_final,
+    } = invocation;
+    recorder.record(Event {
+        process,
+        kind: OpType::Invoke,
+        f,
+        key: key.clone(),
+        value: value.clone(),
+        names: None,
+        error: None,
+        is_final,
+    });
+    let completion = match tokio::time::timeout(op_timeout, execute(client, f, key.as_deref(), value.as_deref())).await
+    {
+        Ok(completion) => completion,
+        Err(_) => Completion {
+            kind: if f.is_write() { OpType::Info } else { OpType::Fail },
+            value: if f.is_write() { value.clone() } else { None },
+            names: None,
+            error: Some(format!("no answer within {op_timeout:?}")),
+        },
+    };
+    let kind = completion.kind;
+    recorder.record(Event {
+        process,
+        kind,
+        f,
+        key,
+        value: completion.value,
+        names: completion.names,
+        error: completion.error,
+        is_final,
+    });
+    kind
+}
+
+/// One client worker: operations back to back until the run stops.
+pub async fn worker(context: WorkerContext) {
+    let mut rng = StdRng::seed_from_u64(context.seed);
+    let mut process = context.worker;
+    let mut counter = 0u64;
+    // The client's own deadline is shorter than the op timeout, so the client gives
+    // up (and reports Timeout) before the recorder does.
+    while !*context.stop.borrow() {
+        counter += 1;
+        let value = format!("v{process}-{counter}");
+        let (f, key, value) = match context.workload {
+            Workload::Durable => (OpFn::Publish, Some(format!("jepsen-d{process}-{counter}")), Some(value)),
+            Workload::Catalog => {
+                // One client in five only reads, as dashboards do: it keeps the
+                // leader it knows for as long as that replica answers, so a deposed
+                // leader serving reads is exposed for the whole fault.
+                let roll = if context.worker % 5 == 4 {
+                    rng.random_range(50..100)
+                } else {
+                    rng.random_range(0..100)
+                };
+                let f = match roll {
+                    0..=24 => OpFn::Publish,
+                    25..=34 => OpFn::Override,
+                    35..=49 => OpFn::Unpublish,
+                    50..=94 => OpFn::Get,
+                    _ => OpFn::List,
+                };
+                let key = (f != OpFn::List).then(|| context.keys.pick(&mut rng));
+                let value = matches!(f, OpFn::Publish | OpFn::Override).then_some(value);
+                (f, key, value)
+            }
+        };
+        let invocation = Invocation {
+            process,
+            f,
+            key,
+            value,
+            is_final: false,
+        };
+        let kind = perform(&context.recorder, &context.client, invocation, context.op_timeout).await;
+        if kind == OpType::Info {
+            // The operation may still happen: this process is done, a fresh one
+            // takes over so that every process stays sequential.
+            process += context.concurrency;
+        }
+    }
+}
+
+/// The final phase: after healing, list once and get every name the history wrote
+/// or the list returned, retrying each until it answers (or `limit` passes).
+/// Returns whether every final read completed.
+pub async fn final_reads(recorder: Arc<Recorder>, client: Client, first_process: u64, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let op_timeout = Duration::from_secs(5);
+    let process = first_process;
+    let mut listed: Option<Vec<String>> = None;
+    while Instant::now() < deadline {
+        let invocation = Invocation {
+            process,
+            f: OpFn::List,
+            key: None,
+            value: None,
+            is_final: true,
+        };
+        perform(&recorder, &client, invocation, op_timeout).await;
+        let last = recorder
+            .ops()
+            .into_iter()
+            .rev()
+            .find(|op| op.process == process && op.kind != OpType::Invoke);
+        if let Some(op) = last.filter(|op| op.kind == OpType::Ok) {
+            listed = op.names;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let Some(listed) = listed else { return false };
+    let mut keys: BTreeSet<String> = recorder
+        .ops()
+        .into_iter()
+        .filter(|op| op.f.is_write())
+        .filter_map(|op| op.key)
+        .collect();
+    keys.extend(listed);
+    let keys: Vec<String> = keys.into_iter().collect();
+    let lanes = 16usize;
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let lane_keys: Vec<String> = keys.iter().skip(lane).step_by(lanes).cloned().collect();
+        let recorder = recorder.clone();
+        let client = client.clone();
+        let lane_process = process + 1 + lane as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut complete = true;
+            for key in lane_keys {
+                loop {
+                    let invocation = Invocation {
+                        process: lane_process,
+                        f: OpFn::Get,
+                        key: Some(key.clone()),
+                        value: None,
+                        is_final: true,
+                    };
+                    let kind = perform(&recorder, &client, invocation, op_timeout).await;
+                    if kind == OpType::Ok {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        complete = false;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            complete
+        }));
+    }
+    let mut complete = true;
+    for task in tasks {
+        complete &= task.await.unwrap_or(false);
+    }
+    complete
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_writes_fail_timeouts_are_unknown_and_failed_reads_fail() {
+        let timeout = Error::Timeout {
+            operation: "publish",
+            after: Duration::from_secs(1),
+            last_error: "x".to_string(),
+        };
+        let exists = Error::AlreadyExists {
+            message: "x".to_string(),
+        };
+        assert_eq!(classify(OpFn::Publish, &timeout), OpType::Info);
+        assert_eq!(classify(OpFn::Publish, &exists), OpType::Fail);
+        assert_eq!(classify(OpFn::Get, &timeout), OpType::Fail);
+    }
+
+    #[test]
+    fn key_pool_rotates_names_after_their_quota() {
+        let pool = KeyPool::new(1, 3);
+        let mut rng = StdRng::seed_from_u64(1);
+        let names: Vec<String> = (0..7).map(|_| pool.pick(&mut rng)).collect();
+        assert_eq!(names[0], "jepsen-r0-g0");
+        assert_eq!(names[2], "jepsen-r0-g0");
+        assert_eq!(names[3], "jepsen-r0-g1");
+        assert_eq!(names[6], "jepsen-r0-g2");
+    }
+}
