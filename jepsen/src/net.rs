@@ -301,9 +301,14 @@ impl NetnsNetwork {
         if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.strip_prefix("cjbr").is_some_and(|tag| tag.parse::<u32>().is_ok()) {
+                let is_bridge = name.strip_prefix("cjbr").is_some_and(|tag| tag.parse::<u32>().is_ok());
+                let is_veth = name.strip_prefix("cj").is_some_and(|rest| {
+                    rest.split_once('v')
+                        .is_some_and(|(tag, id)| tag.parse::<u32>().is_ok() && id.parse::<u32>().is_ok())
+                });
+                if is_bridge || is_veth {
                     let _ = run("ip", &["link", "del", &name]);
-                    removed.push(format!("bridge {name}"));
+                    removed.push(format!("link {name}"));
                 }
             }
         }
