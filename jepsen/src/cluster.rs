@@ -52,6 +52,16 @@ pub struct Cluster {
     token: String,
 }
 
+/// The voters a replica's status lists.
+pub fn voter_ids(status: &NodeStatus) -> std::collections::BTreeSet<u64> {
+    status
+        .members
+        .iter()
+        .filter(|(_, _, role)| role == "voter")
+        .map(|(id, _, _)| *id)
+        .collect()
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
@@ -323,16 +333,9 @@ impl Cluster {
                     let voters = statuses
                         .iter()
                         .find(|status| status.node_id == leader)
-                        .map(|status| {
-                            status
-                                .members
-                                .iter()
-                                .filter(|(_, _, role)| role == "voter")
-                                .map(|(id, _, _)| *id)
-                                .collect::<Vec<u64>>()
-                        })
+                        .map(voter_ids)
                         .unwrap_or_default();
-                    if voters == expected {
+                    if voters.into_iter().eq(expected.iter().copied()) {
                         return Ok(leader);
                     }
                 }

@@ -13,7 +13,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::cluster::Cluster;
+use crate::cluster::{voter_ids, Cluster};
 use crate::history::{NemesisEvent, NemesisPhase};
 
 /// A kind of fault.
@@ -502,14 +502,7 @@ pub async fn heal_all(cluster: &mut Cluster, timeline: &Timeline) {
         .into_iter()
         .filter(|status| status.state == "leader")
         .max_by_key(|status| status.term)
-        .map(|status| {
-            status
-                .members
-                .iter()
-                .filter(|(_, _, role)| role == "voter")
-                .map(|(id, _, _)| *id)
-                .collect()
-        })
+        .map(|status| voter_ids(&status))
         .unwrap_or_default();
     if !voters.is_empty() {
         for id in cluster.ids() {

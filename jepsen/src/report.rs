@@ -10,7 +10,8 @@
 //! 3. a latency scatter plot (log scale), one colour per operation type, one marker per
 //!    outcome, with the nemesis intervals shaded;
 //! 4. the throughput (completions per second, ok / fail / info);
-//! 5. the availability (fraction of ok completions per bucket) and its overall figure;
+//! 5. the availability (fraction of completions the cluster answered — ok, or a
+//!    write it refused — per bucket) and its overall figure;
 //! 6. a per-operation summary ([`summarize`]) and the most frequent errors;
 //! 7. the nemesis timeline.
 //!
@@ -114,7 +115,7 @@ pub fn render(meta: &ReportMeta, history: &[Op], timeline: &[NemesisEvent], verd
     let availability = if completions == 0 {
         None
     } else {
-        Some(all.ok as f64 / completions as f64)
+        Some(all.answered as f64 / completions as f64)
     };
 
     let (word, class) = overall(verdicts);
@@ -182,14 +183,15 @@ pub fn render(meta: &ReportMeta, history: &[Op], timeline: &[NemesisEvent], verd
     // 5. Availability.
     page.push_str("<section id=\"availability\">\n<h2>Availability</h2>\n");
     page.push_str(&format!(
-        "<p>Overall availability: <strong>{}</strong> ({} ok of {} completions).</p>\n",
+        "<p>Overall availability: <strong>{}</strong> ({} of {} completions answered by the cluster: ok, or a \
+         write it refused such as already-exists; timeouts and failed reads are unavailability).</p>\n",
         percent(availability),
-        all.ok,
+        all.answered,
         completions
     ));
     page.push_str(&availability_chart(&frame, &buckets, &intervals));
     page.push_str(&format!(
-        "<p class=\"note\">Fraction of completions that were ok, per {} s bucket (gaps: no completion).</p>\n",
+        "<p class=\"note\">Fraction of completions the cluster answered, per {} s bucket (gaps: no completion).</p>\n",
         num(buckets.width_s, 0)
     ));
     page.push_str(&fault_legend(&intervals));
@@ -240,6 +242,12 @@ struct Completed {
 }
 
 impl Completed {
+    /// Whether the cluster answered: an ok, or a write it refused (already exists,
+    /// not found). A timeout or a failed read is unavailability.
+    fn answered(&self) -> bool {
+        self.kind == OpType::Ok || (self.kind == OpType::Fail && self.f.is_write())
+    }
+
     fn latency_ns(&self) -> u64 {
         self.complete_ns.saturating_sub(self.invoke_ns)
     }
@@ -290,6 +298,7 @@ fn complete(history: &[Op]) -> Vec<Completed> {
 /// Counts and latencies of a set of operations.
 #[derive(Debug, Default)]
 struct Tally {
+    answered: u64,
     ok: u64,
     fail: u64,
     info: u64,
@@ -299,6 +308,9 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, c: &Completed) {
+        if c.answered() {
+            self.answered += 1;
+        }
         match c.kind {
             OpType::Ok => {
                 self.ok += 1;
@@ -419,6 +431,7 @@ fn intervals(timeline: &[NemesisEvent], end_ns: u64) -> Vec<Interval<'_>> {
 /// Completions per time bucket.
 struct Buckets {
     width_s: f64,
+    answered: Vec<u64>,
     ok: Vec<u64>,
     fail: Vec<u64>,
     info: Vec<u64>,
@@ -430,12 +443,18 @@ impl Buckets {
         let n = ((frame.t_max / width_s).ceil() as usize).max(1);
         let mut buckets = Buckets {
             width_s,
+            answered: vec![0; n],
             ok: vec![0; n],
             fail: vec![0; n],
             info: vec![0; n],
         };
         for c in done {
             let i = ((c.complete_ns as f64 / 1e9 / width_s).floor() as usize).min(n - 1);
+            if c.answered() {
+                if let Some(count) = buckets.answered.get_mut(i) {
+                    *count += 1;
+                }
+            }
             let counts = match c.kind {
                 OpType::Ok => &mut buckets.ok,
                 OpType::Fail => &mut buckets.fail,
@@ -857,15 +876,20 @@ fn availability_chart(frame: &Frame, buckets: &Buckets, intervals: &[Interval<'_
         .collect();
     let values: Vec<Option<f64>> = (0..buckets.len())
         .map(|i| {
-            let ok = buckets.ok.get(i).copied().unwrap_or(0);
-            let all = ok + buckets.fail.get(i).copied().unwrap_or(0) + buckets.info.get(i).copied().unwrap_or(0);
-            (all > 0).then(|| ok as f64 / all as f64)
+            let answered = buckets.answered.get(i).copied().unwrap_or(0);
+            let all = buckets.ok.get(i).copied().unwrap_or(0)
+                + buckets.fail.get(i).copied().unwrap_or(0)
+                + buckets.info.get(i).copied().unwrap_or(0);
+            (all > 0).then(|| answered as f64 / all as f64)
         })
         .collect();
-    let mut s = chart_open("availability", "Fraction of ok completions per bucket against time");
+    let mut s = chart_open(
+        "availability",
+        "Fraction of completions answered per bucket against time",
+    );
     s.push_str(&bands(frame, intervals));
     s.push_str(&x_axis(frame));
-    s.push_str(&y_axis(frame, &ticks, "ok / completions"));
+    s.push_str(&y_axis(frame, &ticks, "answered / completions"));
     s.push_str(&format!(
         "<g clip-path=\"url(#clip-availability)\"><path class=\"avail\" fill=\"none\" stroke=\"#1864ab\" \
          stroke-width=\"1.5\" d=\"{}\"/></g>\n",
@@ -1325,6 +1349,18 @@ mod tests {
             fault: fault.to_string(),
             detail: detail.to_string(),
         }
+    }
+
+    #[test]
+    fn refused_writes_count_as_available_and_failed_reads_do_not() {
+        let history = vec![
+            op(0, 0, 0, OpType::Invoke, OpFn::Publish),
+            op(1, 5, 0, OpType::Fail, OpFn::Publish),
+            op(2, 6, 1, OpType::Invoke, OpFn::Get),
+            op(3, 9, 1, OpType::Fail, OpFn::Get),
+        ];
+        let page = render(&meta(), &history, &[], &[]);
+        assert!(page.contains("availability: <strong>50.00%"), "{page}");
     }
 
     fn meta() -> ReportMeta {

@@ -193,30 +193,36 @@ fn describe_faults(faults: &[Fault]) -> String {
 
 /// After healing, the cluster must elect a leader and answer the final reads.
 fn recovery_verdict(final_complete: bool, interrupted: bool) -> Verdict {
-    let mut verdict = Verdict {
-        checker: "recovery".to_string(),
-        validity: Validity::Valid,
-        anomalies: Vec::new(),
-        stats: Default::default(),
-    };
-    if interrupted {
-        verdict.validity = Validity::Unknown;
-        verdict.anomalies.push(Anomaly {
-            kind: "interrupted".to_string(),
-            key: None,
-            explanation: "the run was interrupted before its final reads".to_string(),
-            ops: Vec::new(),
-        });
+    let (validity, problem) = if interrupted {
+        (
+            Validity::Unknown,
+            Some(("interrupted", "the run was interrupted before its final reads")),
+        )
     } else if !final_complete {
-        verdict.validity = Validity::Invalid;
-        verdict.anomalies.push(Anomaly {
-            kind: "unavailable-after-heal".to_string(),
-            key: None,
-            explanation: "after every fault was healed the cluster did not answer the final reads in time".to_string(),
-            ops: Vec::new(),
-        });
+        (
+            Validity::Invalid,
+            Some((
+                "unavailable-after-heal",
+                "after every fault was healed the cluster did not answer the final reads in time",
+            )),
+        )
+    } else {
+        (Validity::Valid, None)
+    };
+    Verdict {
+        checker: "recovery".to_string(),
+        validity,
+        anomalies: problem
+            .map(|(kind, explanation)| Anomaly {
+                kind: kind.to_string(),
+                key: None,
+                explanation: explanation.to_string(),
+                ops: Vec::new(),
+            })
+            .into_iter()
+            .collect(),
+        stats: Default::default(),
     }
-    verdict
 }
 
 /// Setup, workload + nemesis, heal, final reads. Returns (final reads complete,
