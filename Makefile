@@ -31,13 +31,13 @@ test: setup
 ## namespaces; otherwise partition and netem are skipped.
 jepsen: setup
 	$(CARGO) build --workspace
-	$(JEPSEN) run --workload catalog --nodes 3 --nemesis all --time-limit 150 --concurrency 10
-	$(JEPSEN) run --workload durable --nodes 5 --nemesis all --time-limit 90 --concurrency 10
+	$(JEPSEN) run --workload catalog --nodes 3 --nemesis all --time-limit 150 --concurrency 10 --min-ops 10000
+	$(JEPSEN) run --workload durable --nodes 5 --nemesis all --time-limit 90 --concurrency 10 --min-ops 5000
 
 ## About two minutes: kill, pause and partition against the catalog workload.
 jepsen-smoke:
 	$(CARGO) build --workspace
-	$(JEPSEN) run --workload catalog --nodes 3 --nemesis kill,pause,partition --time-limit 80 --nemesis-interval 5
+	$(JEPSEN) run --workload catalog --nodes 3 --nemesis kill,pause,partition --time-limit 80 --nemesis-interval 5 --min-ops 2000
 
 ## Check without changing anything: formatting, lints, tests.
 verify: setup

@@ -285,6 +285,17 @@ impl Cluster {
         Ok(Client::connect_with(self.addrs(), options).await?)
     }
 
+    /// A client for membership changes: one attempt may take as long as a new node
+    /// needs to catch up, so a slow change is not retried (and refused) midway.
+    pub async fn admin_client(&self) -> anyhow::Result<Client> {
+        let options = ClientOptions {
+            timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(25),
+            publisher: "cairn-jepsen".to_string(),
+        };
+        Ok(Client::connect_with(self.addrs(), options).await?)
+    }
+
     /// Every reachable node's status.
     pub async fn statuses(&self) -> Vec<NodeStatus> {
         let mut statuses = Vec::new();

@@ -84,6 +84,10 @@ struct RunArgs {
     /// Keep the nodes' data dirs in the run directory.
     #[arg(long)]
     keep_data: bool,
+    /// Fail the run (exit 1) if fewer operations than this completed: a run that
+    /// barely worked proves little.
+    #[arg(long, default_value_t = 0)]
+    min_ops: usize,
     /// Run every node with a deliberate bug (debug builds of cairn only):
     /// local-reads or ack-before-commit. The run must then FAIL.
     #[arg(long, value_name = "BUG")]
@@ -213,7 +217,15 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     if outcome.interrupted {
         return Ok(ExitCode::from(130));
     }
-    Ok(exit_code(&outcome.verdicts))
+    let code = exit_code(&outcome.verdicts);
+    if outcome.completed < args.min_ops {
+        println!(
+            "TOO FEW OPERATIONS: {} completed, --min-ops {} required",
+            outcome.completed, args.min_ops
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(code)
 }
 
 fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {

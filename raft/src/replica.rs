@@ -140,6 +140,20 @@ impl Replica {
         }
     }
 
+    /// Hands `command` to Raft (appended to this leader's log, in order) and returns
+    /// without waiting for a quorum to commit it. Exists only for the scheduler's
+    /// deliberate `ack-before-commit` bug, which the fault-injection suite must catch;
+    /// nothing else may acknowledge a write this way.
+    pub async fn propose_without_commit(&self, command: Command) -> Result<(), ReplicaError> {
+        self.raft
+            .client_write_ff(command)
+            .await
+            .map_err(|fatal| ReplicaError::Stopped {
+                reason: fatal.to_string(),
+            })?;
+        Ok(())
+    }
+
     /// ReadIndex: confirms leadership with a quorum and waits until everything
     /// committed before the call is applied here. Reads after it are linearizable.
     /// A round that misses the quorum (a slow heartbeat under load) is tried again

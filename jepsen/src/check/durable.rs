@@ -110,7 +110,11 @@ struct Checker<'a> {
     /// Name → its writes (publish, override, unpublish; any outcome).
     writes: BTreeMap<&'a str, Vec<usize>>,
     anomalies: Vec<Anomaly>,
+    /// Final reads that missed an acknowledged write (a name read by both the final
+    /// list and a final get counts twice).
     lost: u64,
+    /// Names with at least one lost write.
+    lost_keys: BTreeSet<String>,
     /// Unknown publishes/overrides shown applied by a final read.
     recovered: HashSet<usize>,
 }
@@ -119,6 +123,7 @@ impl Checker<'_> {
     fn report(&mut self, kind: &str, key: &str, explanation: String, ops: &[usize]) {
         if kind == "lost-write" {
             self.lost += 1;
+            self.lost_keys.insert(key.to_string());
         }
         let ops = ops.iter().flat_map(|&i| self.paired.ops[i].indexes()).collect();
         self.anomalies.push(Anomaly {
@@ -287,6 +292,7 @@ pub(crate) fn check_paired(paired: &Paired) -> Verdict {
         writes,
         anomalies: Vec::new(),
         lost: 0,
+        lost_keys: BTreeSet::new(),
         recovered: HashSet::new(),
     };
     let mut present_at_end: BTreeSet<&str> = BTreeSet::new();
@@ -331,6 +337,7 @@ pub(crate) fn check_paired(paired: &Paired) -> Verdict {
     stats.insert("keys".to_string(), checker.writes.len() as u64);
     stats.insert("present_at_end".to_string(), present_at_end.len() as u64);
     stats.insert("lost".to_string(), checker.lost);
+    stats.insert("lost_keys".to_string(), checker.lost_keys.len() as u64);
     for kind in ["phantom", "unexpected-value", "duplicate"] {
         let count = checker.anomalies.iter().filter(|a| a.kind == kind).count();
         stats.insert(kind.replace('-', "_"), count as u64);
@@ -396,6 +403,7 @@ mod tests {
         assert_eq!(v.validity, Validity::Invalid);
         assert_eq!(kinds(&v), vec!["lost-write", "lost-write"]);
         assert_eq!(v.stats["lost"], 2);
+        assert_eq!(v.stats["lost_keys"], 1);
     }
 
     #[test]

@@ -48,9 +48,10 @@ impl AdminService {
         Ok((status.node_id, voters))
     }
 
-    /// How long a replica may take to answer the reconfiguration probe.
+    /// How long a replica may take to answer the reconfiguration probe (short, so the
+    /// refusal reaches a client well within its attempt timeout).
     fn probe_limit(&self) -> Duration {
-        self.consensus.request_timeout.min(Duration::from_secs(1))
+        (self.consensus.request_timeout / 4).min(Duration::from_millis(500))
     }
 
     async fn members_reply(&self, log_index: u64) -> pb::MembershipReply {

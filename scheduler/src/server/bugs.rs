@@ -16,8 +16,9 @@ pub struct InjectedBugs {
     /// a deposed or partitioned leader answers stale reads.
     pub local_reads: bool,
     /// Acknowledge a publish or unpublish once the leader has checked it against its
-    /// local state and handed it to Raft, before a quorum has committed it: a write
-    /// acknowledged by a leader that then crashes or is cut off is lost.
+    /// local state and appended it to its own log, before a quorum has committed it:
+    /// without faults every write still commits, but one acknowledged by a leader
+    /// that then crashes or is cut off is lost.
     pub ack_before_commit: bool,
 }
 

@@ -26,7 +26,7 @@ impl CatalogService {
     /// Proposes a write; a write on an unknown or expired session is refused.
     async fn write(&self, request: RequestId, operation: Operation) -> Result<pb::WriteReply, ServerError> {
         if self.consensus.injected_bugs.ack_before_commit {
-            return self.write_acknowledged_before_commit(request, operation);
+            return self.write_acknowledged_before_commit(request, operation).await;
         }
         let command = ControlCommand::Write {
             request,
@@ -46,9 +46,9 @@ impl CatalogService {
     }
 
     /// Deliberate bug (`--unsafe-inject-bug ack-before-commit`): the leader checks
-    /// the write against its local state, hands it to Raft, and acknowledges it
-    /// without waiting for a quorum to commit it.
-    fn write_acknowledged_before_commit(
+    /// the write against its local state, appends it to its log (in order), and
+    /// acknowledges it without waiting for a quorum to commit it.
+    async fn write_acknowledged_before_commit(
         &self,
         request: RequestId,
         operation: Operation,
@@ -81,12 +81,7 @@ impl CatalogService {
             now_ms: now_ms(),
             operation,
         };
-        let consensus = self.consensus.clone();
-        tokio::spawn(async move {
-            if let Err(error) = consensus.propose(&command).await {
-                tracing::warn!(%error, "a write acknowledged before commit was not committed");
-            }
-        });
+        self.consensus.propose_without_commit(&command).await?;
         Ok(pb::WriteReply { log_index: 0 })
     }
 

@@ -54,6 +54,15 @@ impl Consensus {
         })
     }
 
+    /// Deliberate bug `ack-before-commit` only: appends `command` to the leader's log
+    /// and returns before it is committed.
+    pub async fn propose_without_commit(&self, command: &ControlCommand) -> Result<(), ServerError> {
+        let bytes = codec::encode("control command", command).map_err(|error| ServerError::InvalidRequest {
+            reason: error.to_string(),
+        })?;
+        Ok(self.replica.propose_without_commit(Command(bytes)).await?)
+    }
+
     /// Waits until reads of the local state are linearizable (ReadIndex).
     pub async fn read_barrier(&self) -> Result<(), ServerError> {
         if self.injected_bugs.local_reads {
