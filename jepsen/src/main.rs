@@ -174,10 +174,17 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             .map(|elapsed| elapsed.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let netns = !args.no_netns && cairn_jepsen::net::is_root();
-    if !netns && !args.no_netns {
-        eprintln!("not root: the nodes run on loopback and the partition and netem nemeses are SKIPPED");
-    }
+    let netns = !args.no_netns
+        && match cairn_jepsen::net::namespaces_available() {
+            Ok(()) => true,
+            Err(why) => {
+                eprintln!(
+                    "network namespaces unavailable ({why}): the nodes run on loopback and the partition \
+                     and netem nemeses are SKIPPED"
+                );
+                false
+            }
+        };
     let out_dir = args.out.unwrap_or_else(|| run::default_out_dir(workload));
     let config = RunConfig {
         binary,

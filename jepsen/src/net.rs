@@ -45,6 +45,21 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Whether this process can create network namespaces with iptables inside them:
+/// root, `ip` and `iptables` installed, and the capability to use them (a container
+/// may lack it). `Err` says why not.
+pub fn namespaces_available() -> Result<(), String> {
+    if !is_root() {
+        return Err("not root".to_string());
+    }
+    let probe = format!("cjprobe{}", std::process::id());
+    let result = run("ip", &["netns", "add", &probe])
+        .and_then(|_| run_in(&probe, "iptables", &["-N", PARTITION_CHAIN]))
+        .map(|_| ());
+    let _ = run("ip", &["netns", "del", &probe]);
+    result.map_err(|error| format!("{error:#}"))
+}
+
 /// How links are degraded by the `netem` nemesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetemMode {
