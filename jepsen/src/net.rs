@@ -52,7 +52,8 @@ pub fn namespaces_available() -> Result<(), String> {
     if !is_root() {
         return Err("not root".to_string());
     }
-    let probe = format!("cjprobe{}", std::process::id());
+    // Unique per call: tests probe concurrently from one process.
+    let probe = format!("cjprobe{}-{}", std::process::id(), rand::random::<u32>());
     let result = run("ip", &["netns", "add", &probe])
         .and_then(|_| run_in(&probe, "iptables", &["-N", PARTITION_CHAIN]))
         .map(|_| ());
