@@ -278,6 +278,15 @@ fn print_summary(ops: &[Op], verdicts: &[Verdict]) {
             summary.max_ms
         );
     }
+    if let Some(availability) = report::availability(ops) {
+        println!(
+            "availability {:.2}% (completions the cluster answered: ok, or a write it refused)",
+            availability * 100.0
+        );
+    }
+    if let Some((start, length)) = report::longest_unavailability(ops) {
+        println!("longest stretch with no answer: {length:.2} s (from {start:.1} s)");
+    }
     for verdict in verdicts {
         let stats: Vec<String> = verdict
             .stats

@@ -96,6 +96,36 @@ pub fn summarize(history: &[Op]) -> Vec<OpSummary> {
     summarize_completed(&complete(history))
 }
 
+/// The fraction of completions the cluster answered (ok, or a write it refused);
+/// `None` without completions.
+pub fn availability(history: &[Op]) -> Option<f64> {
+    let mut all = Tally::default();
+    complete(history).iter().for_each(|c| all.add(c));
+    let completions = all.ok + all.fail + all.info;
+    (completions > 0).then(|| all.answered as f64 / completions as f64)
+}
+
+/// The longest stretch without an answered operation before the final phase, as
+/// (start, length) in seconds since the run began: how long the worst fault kept
+/// every client waiting. `None` with fewer than two answered operations.
+pub fn longest_unavailability(history: &[Op]) -> Option<(f64, f64)> {
+    let mut times: Vec<u64> = complete(history)
+        .iter()
+        .filter(|c| c.answered())
+        .map(|c| c.complete_ns)
+        .collect();
+    let final_start = history.iter().filter(|op| op.is_final).map(|op| op.time_ns).min();
+    if let Some(final_start) = final_start {
+        times.retain(|time| *time < final_start);
+    }
+    times.sort_unstable();
+    times
+        .windows(2)
+        .map(|pair| (pair[0], pair[1].saturating_sub(pair[0])))
+        .max_by_key(|(_, gap)| *gap)
+        .map(|(start, gap)| (start as f64 / 1e9, gap as f64 / 1e9))
+}
+
 /// Renders the report as a complete HTML page.
 pub fn render(meta: &ReportMeta, history: &[Op], timeline: &[NemesisEvent], verdicts: &[Verdict]) -> String {
     let done = complete(history);
@@ -112,11 +142,7 @@ pub fn render(meta: &ReportMeta, history: &[Op], timeline: &[NemesisEvent], verd
     let mut all = Tally::default();
     done.iter().for_each(|c| all.add(c));
     let completions = all.ok + all.fail + all.info;
-    let availability = if completions == 0 {
-        None
-    } else {
-        Some(all.answered as f64 / completions as f64)
-    };
+    let availability = availability(history);
 
     let (word, class) = overall(verdicts);
     let title = esc(&meta.title);
@@ -133,11 +159,15 @@ pub fn render(meta: &ReportMeta, history: &[Op], timeline: &[NemesisEvent], verd
     ));
     page.push_str(&format!("<p class=\"sub\">{}</p>\n", verdict_line(verdicts)));
     page.push_str(&format!(
-        "<p class=\"sub\">{} history events, {} operations over {} s; overall availability {}.</p>\n",
+        "<p class=\"sub\">{} history events, {} operations over {} s; overall availability {}; {}.</p>\n",
         history.len(),
         done.len(),
         secs(end_ns),
-        percent(availability)
+        percent(availability),
+        longest_unavailability(history).map_or_else(
+            || "no unavailability window measured".to_string(),
+            |(start, length)| format!("longest stretch with no answer {length:.2} s (from {start:.1} s)")
+        )
     ));
     if !meta.facts.is_empty() {
         page.push_str("<table class=\"facts\">\n");
@@ -1349,6 +1379,26 @@ mod tests {
             fault: fault.to_string(),
             detail: detail.to_string(),
         }
+    }
+
+    #[test]
+    fn longest_unavailability_is_the_widest_gap_between_answers() {
+        let history = vec![
+            op(0, 0, 0, OpType::Invoke, OpFn::Get),
+            op(1, 10, 0, OpType::Ok, OpFn::Get),
+            op(2, 11, 0, OpType::Invoke, OpFn::Get),
+            op(3, 900, 0, OpType::Fail, OpFn::Get),
+            op(4, 901, 0, OpType::Invoke, OpFn::Publish),
+            op(5, 2010, 0, OpType::Fail, OpFn::Publish),
+            op(6, 2011, 0, OpType::Invoke, OpFn::Get),
+            op(7, 2100, 0, OpType::Ok, OpFn::Get),
+        ];
+        let (start, length) = longest_unavailability(&history).unwrap();
+        assert!(
+            (start - 0.010).abs() < 1e-9 && (length - 2.0).abs() < 1e-9,
+            "{start} {length}"
+        );
+        assert_eq!(longest_unavailability(&history[..2]), None);
     }
 
     #[test]
