@@ -277,9 +277,15 @@ impl Cluster {
 
     /// A client of the whole cluster with the given timeouts.
     pub async fn client(&self, timeout: Duration) -> anyhow::Result<Client> {
+        self.client_with(timeout, timeout.min(Duration::from_millis(1000)))
+            .await
+    }
+
+    /// A client of the whole cluster: `timeout` per call, `attempt` per replica tried.
+    async fn client_with(&self, timeout: Duration, attempt: Duration) -> anyhow::Result<Client> {
         let options = ClientOptions {
             timeout,
-            attempt_timeout: timeout.min(Duration::from_millis(1000)),
+            attempt_timeout: attempt,
             publisher: "cairn-jepsen".to_string(),
         };
         Ok(Client::connect_with(self.addrs(), options).await?)
@@ -288,46 +294,35 @@ impl Cluster {
     /// A client for membership changes: one attempt may take as long as a new node
     /// needs to catch up, so a slow change is not retried (and refused) midway.
     pub async fn admin_client(&self) -> anyhow::Result<Client> {
-        let options = ClientOptions {
-            timeout: Duration::from_secs(30),
-            attempt_timeout: Duration::from_secs(25),
-            publisher: "cairn-jepsen".to_string(),
-        };
-        Ok(Client::connect_with(self.addrs(), options).await?)
+        self.client_with(Duration::from_secs(30), Duration::from_secs(25)).await
     }
 
-    /// Every reachable node's status.
+    /// Every reachable node's status (one status call per node, 500 ms each at most).
     pub async fn statuses(&self) -> Vec<NodeStatus> {
-        let mut statuses = Vec::new();
-        for addr in self.addrs() {
-            let options = ClientOptions {
-                timeout: Duration::from_millis(500),
-                attempt_timeout: Duration::from_millis(500),
-                publisher: "cairn-jepsen".to_string(),
-            };
-            if let Ok(client) = Client::connect_with([addr.clone()], options).await {
-                if let Some(Ok(status)) = client
-                    .status()
-                    .await
-                    .into_iter()
-                    .find(|(a, _)| a == &addr)
-                    .map(|(_, s)| s)
-                {
-                    statuses.push(status);
-                }
-            }
-        }
-        statuses
+        let limit = Duration::from_millis(500);
+        let Ok(client) = self.client_with(limit, limit).await else {
+            return Vec::new();
+        };
+        client
+            .status()
+            .await
+            .into_iter()
+            .filter_map(|(_, status)| status.ok())
+            .collect()
+    }
+
+    /// The status of the replica that leads in the highest term, if any.
+    pub async fn leader_status(&self) -> Option<NodeStatus> {
+        self.statuses()
+            .await
+            .into_iter()
+            .filter(|status| status.state == "leader")
+            .max_by_key(|status| status.term)
     }
 
     /// The node that the highest-term replica says leads, if any.
     pub async fn leader(&self) -> Option<u64> {
-        let statuses = self.statuses().await;
-        statuses
-            .iter()
-            .filter(|status| status.state == "leader")
-            .max_by_key(|status| status.term)
-            .map(|status| status.node_id)
+        self.leader_status().await.map(|status| status.node_id)
     }
 
     /// Waits until one leader is agreed by every running node and all of `ids` are

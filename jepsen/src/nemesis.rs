@@ -497,11 +497,8 @@ pub async fn heal_all(cluster: &mut Cluster, timeline: &Timeline) {
     }
     // A node whose removal went through but whose re-add did not is empty: add it.
     let voters: BTreeSet<u64> = cluster
-        .statuses()
+        .leader_status()
         .await
-        .into_iter()
-        .filter(|status| status.state == "leader")
-        .max_by_key(|status| status.term)
         .map(|status| voter_ids(&status))
         .unwrap_or_default();
     if !voters.is_empty() {

@@ -101,19 +101,19 @@ pub fn summarize(history: &[Op]) -> Vec<OpSummary> {
 pub fn availability(history: &[Op]) -> Option<f64> {
     let mut all = Tally::default();
     complete(history).iter().for_each(|c| all.add(c));
-    let completions = all.ok + all.fail + all.info;
-    (completions > 0).then(|| all.answered as f64 / completions as f64)
+    all.availability()
 }
 
 /// The longest stretch without an answered operation before the final phase, as
 /// (start, length) in seconds since the run began: how long the worst fault kept
 /// every client waiting. `None` with fewer than two answered operations.
 pub fn longest_unavailability(history: &[Op]) -> Option<(f64, f64)> {
-    let mut times: Vec<u64> = complete(history)
-        .iter()
-        .filter(|c| c.answered())
-        .map(|c| c.complete_ns)
-        .collect();
+    longest_gap(history, &complete(history))
+}
+
+/// [`longest_unavailability`] over the already paired operations of `history`.
+fn longest_gap(history: &[Op], done: &[Completed]) -> Option<(f64, f64)> {
+    let mut times: Vec<u64> = done.iter().filter(|c| c.answered()).map(|c| c.complete_ns).collect();
     let final_start = history.iter().filter(|op| op.is_final).map(|op| op.time_ns).min();
     if let Some(final_start) = final_start {
         times.retain(|time| *time < final_start);
@@ -142,7 +142,7 @@ pub fn render(meta: &ReportMeta, history: &[Op], timeline: &[NemesisEvent], verd
     let mut all = Tally::default();
     done.iter().for_each(|c| all.add(c));
     let completions = all.ok + all.fail + all.info;
-    let availability = availability(history);
+    let availability = all.availability();
 
     let (word, class) = overall(verdicts);
     let title = esc(&meta.title);
@@ -164,7 +164,7 @@ pub fn render(meta: &ReportMeta, history: &[Op], timeline: &[NemesisEvent], verd
         done.len(),
         secs(end_ns),
         percent(availability),
-        longest_unavailability(history).map_or_else(
+        longest_gap(history, &done).map_or_else(
             || "no unavailability window measured".to_string(),
             |(start, length)| format!("longest stretch with no answer {length:.2} s (from {start:.1} s)")
         )
@@ -352,6 +352,12 @@ impl Tally {
             }
             _ => self.info += 1,
         }
+    }
+
+    /// The fraction of completions the cluster answered; `None` without completions.
+    fn availability(&self) -> Option<f64> {
+        let completions = self.ok + self.fail + self.info;
+        (completions > 0).then(|| self.answered as f64 / completions as f64)
     }
 
     /// p50, p99 and max latency in ms (zeros without latencies).

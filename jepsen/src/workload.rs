@@ -197,6 +197,30 @@ impl Completion {
             error: None,
         }
     }
+
+    /// A completion that is not `ok`: writes repeat the value they tried to write.
+    fn not_ok(f: OpFn, kind: OpType, written: Option<&str>, error: String) -> Completion {
+        Completion {
+            kind,
+            value: if f.is_write() {
+                written.map(str::to_string)
+            } else {
+                None
+            },
+            names: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// How an operation that got no answer ends: a write may still happen (`info`), a
+/// read had no effect (`fail`).
+fn unanswered(f: OpFn) -> OpType {
+    if f.is_write() {
+        OpType::Info
+    } else {
+        OpType::Fail
+    }
 }
 
 /// Classifies a client error for `f`: a refused write (already exists, not found,
@@ -215,7 +239,7 @@ pub fn classify(f: OpFn, error: &Error) -> OpType {
         | Error::SessionExpired { .. }
         | Error::InvalidAddress { .. }
         | Error::Membership { .. } => OpType::Fail,
-        Error::Timeout { .. } | Error::Protocol { .. } => OpType::Info,
+        Error::Timeout { .. } | Error::Protocol { .. } => unanswered(f),
     }
 }
 
@@ -247,12 +271,7 @@ pub async fn execute(client: &Client, f: OpFn, key: Option<&str>, value: Option<
             error: None,
         }),
     };
-    result.unwrap_or_else(|error| Completion {
-        kind: classify(f, &error),
-        value: if f.is_write() { value.map(str::to_string) } else { None },
-        names: None,
-        error: Some(error.to_string()),
-    })
+    result.unwrap_or_else(|error| Completion::not_ok(f, classify(f, &error), value, error.to_string()))
 }
 
 /// One operation to perform.
@@ -264,8 +283,14 @@ struct Invocation {
     is_final: bool,
 }
 
-/// Invokes, executes (bounded by `op_timeout`) and completes one operation.
-async fn perform(recorder: &Recorder, client: &Client, invocation: Invocation, op_timeout: Duration) -> OpType {
+/// Invokes, executes (bounded by `op_timeout`) and completes one operation; returns
+/// how it ended and, for a list, the names returned.
+async fn perform(
+    recorder: &Recorder,
+    client: &Client,
+    invocation: Invocation,
+    op_timeout: Duration,
+) -> (OpType, Option<Vec<String>>) {
     let Invocation {
         process,
         f,
@@ -286,14 +311,15 @@ async fn perform(recorder: &Recorder, client: &Client, invocation: Invocation, o
     let completion = match tokio::time::timeout(op_timeout, execute(client, f, key.as_deref(), value.as_deref())).await
     {
         Ok(completion) => completion,
-        Err(_) => Completion {
-            kind: if f.is_write() { OpType::Info } else { OpType::Fail },
-            value: if f.is_write() { value.clone() } else { None },
-            names: None,
-            error: Some(format!("no answer within {op_timeout:?}")),
-        },
+        Err(_) => Completion::not_ok(
+            f,
+            unanswered(f),
+            value.as_deref(),
+            format!("no answer within {op_timeout:?}"),
+        ),
     };
     let kind = completion.kind;
+    let names = completion.names.clone();
     recorder.record(Event {
         process,
         kind,
@@ -304,7 +330,7 @@ async fn perform(recorder: &Recorder, client: &Client, invocation: Invocation, o
         error: completion.error,
         is_final,
     });
-    kind
+    (kind, names)
 }
 
 /// One client worker: operations back to back until the run stops.
@@ -347,7 +373,7 @@ pub async fn worker(context: WorkerContext) {
             value,
             is_final: false,
         };
-        let kind = perform(&context.recorder, &context.client, invocation, context.op_timeout).await;
+        let (kind, _) = perform(&context.recorder, &context.client, invocation, context.op_timeout).await;
         if kind == OpType::Info {
             // The operation may still happen: this process is done, a fresh one
             // takes over so that every process stays sequential.
@@ -372,14 +398,8 @@ pub async fn final_reads(recorder: Arc<Recorder>, client: Client, first_process:
             value: None,
             is_final: true,
         };
-        perform(&recorder, &client, invocation, op_timeout).await;
-        let last = recorder
-            .ops()
-            .into_iter()
-            .rev()
-            .find(|op| op.process == process && op.kind != OpType::Invoke);
-        if let Some(op) = last.filter(|op| op.kind == OpType::Ok) {
-            listed = op.names;
+        if let (OpType::Ok, names) = perform(&recorder, &client, invocation, op_timeout).await {
+            listed = names;
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -411,7 +431,7 @@ pub async fn final_reads(recorder: Arc<Recorder>, client: Client, first_process:
                         value: None,
                         is_final: true,
                     };
-                    let kind = perform(&recorder, &client, invocation, op_timeout).await;
+                    let (kind, _) = perform(&recorder, &client, invocation, op_timeout).await;
                     if kind == OpType::Ok {
                         break;
                     }

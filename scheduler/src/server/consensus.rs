@@ -42,13 +42,18 @@ impl From<ReplicaError> for ServerError {
     }
 }
 
+/// The Raft command carrying `command`.
+fn encode(command: &ControlCommand) -> Result<Command, ServerError> {
+    let bytes = codec::encode("control command", command).map_err(|error| ServerError::InvalidRequest {
+        reason: error.to_string(),
+    })?;
+    Ok(Command(bytes))
+}
+
 impl Consensus {
     /// Proposes `command` and returns its outcome once it is committed and applied.
     pub async fn propose(&self, command: &ControlCommand) -> Result<ControlOutcome, ServerError> {
-        let bytes = codec::encode("control command", command).map_err(|error| ServerError::InvalidRequest {
-            reason: error.to_string(),
-        })?;
-        let outcome = self.replica.propose(Command(bytes), self.request_timeout).await?;
+        let outcome = self.replica.propose(encode(command)?, self.request_timeout).await?;
         codec::decode("control outcome", &outcome.0).map_err(|error| ServerError::Unavailable {
             reason: format!("undecodable outcome: {error}"),
         })
@@ -57,10 +62,7 @@ impl Consensus {
     /// Deliberate bug `ack-before-commit` only: appends `command` to the leader's log
     /// and returns before it is committed.
     pub async fn propose_without_commit(&self, command: &ControlCommand) -> Result<(), ServerError> {
-        let bytes = codec::encode("control command", command).map_err(|error| ServerError::InvalidRequest {
-            reason: error.to_string(),
-        })?;
-        Ok(self.replica.propose_without_commit(Command(bytes)).await?)
+        Ok(self.replica.propose_without_commit(encode(command)?).await?)
     }
 
     /// Waits until reads of the local state are linearizable (ReadIndex).
