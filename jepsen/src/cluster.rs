@@ -291,10 +291,17 @@ impl Cluster {
         Ok(Client::connect_with(self.addrs(), options).await?)
     }
 
-    /// A client for membership changes: one attempt may take as long as a new node
-    /// needs to catch up, so a slow change is not retried (and refused) midway.
-    pub async fn admin_client(&self) -> anyhow::Result<Client> {
+    /// A client for adding a node: one attempt may take as long as the new node needs
+    /// to catch up, so a slow addition is not retried (and refused) midway.
+    pub async fn add_node_client(&self) -> anyhow::Result<Client> {
         self.client_with(Duration::from_secs(30), Duration::from_secs(25)).await
+    }
+
+    /// A client for removing a node: longer attempts than the workload's (the leader
+    /// probes the other voters first) but short enough that a paused leader does not
+    /// hold the nemesis for long.
+    pub async fn remove_node_client(&self) -> anyhow::Result<Client> {
+        self.client_with(Duration::from_secs(10), Duration::from_secs(3)).await
     }
 
     /// Every reachable node's status (one status call per node, 500 ms each at most).

@@ -340,7 +340,7 @@ async fn start_fault(
             Ok(Some(Active::Degraded))
         }
         Fault::Membership => {
-            let client = cluster.admin_client().await?;
+            let client = cluster.remove_node_client().await?;
             client
                 .remove_node(one)
                 .await
@@ -470,7 +470,7 @@ async fn heal(active: Active, cluster: &mut Cluster, timeline: &Timeline) {
 /// Starts node `id` empty with `--join` and adds it back, retrying for 30 s.
 pub async fn readd(cluster: &mut Cluster, id: u64) -> anyhow::Result<()> {
     cluster.start(id, true)?;
-    let client = cluster.admin_client().await?;
+    let client = cluster.add_node_client().await?;
     let addr = cluster.addr(id);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
