@@ -18,7 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Run one scheduler replica (a Raft member serving the client, worker and Raft APIs).
     Scheduler(SchedulerArgs),
-    /// Start a local cluster (3 schedulers) on loopback as child processes; Ctrl-C stops it.
+    /// Run one worker: holds chunks in memory and on disk, serves them over Arrow Flight.
+    Worker(WorkerArgs),
+    /// Start a local cluster (3 schedulers + 2 workers) on loopback as child processes; Ctrl-C stops it.
     Up(UpArgs),
     /// Published datasets: list, info, get, put, rm.
     Datasets(DatasetsArgs),
@@ -70,10 +72,44 @@ pub struct SchedulerArgs {
     /// How many log entries to keep behind a snapshot for lagging followers.
     #[arg(long, default_value_t = 1_000)]
     pub snapshot_keep_logs: u64,
+    /// How long the leader waits without a heartbeat before it marks a worker gone
+    /// (through Raft), in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub worker_timeout_ms: u64,
     /// FOR FAULT-INJECTION TESTS ONLY, debug builds only: run with deliberate bugs
     /// (`local-reads`, `ack-before-commit`) that `cairn-jepsen` must catch.
     #[arg(long, hide = true, value_name = "BUG,...")]
     pub unsafe_inject_bug: Option<String>,
+}
+
+/// `cairn worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Scheduler addresses, `HOST:PORT,...` (any replicas; the worker follows the leader).
+    #[arg(long, env = "CAIRN_CLUSTER")]
+    pub cluster: String,
+    /// The address to serve Arrow Flight on (ip:port; port 0 picks a free one).
+    #[arg(long)]
+    pub listen: String,
+    /// The address other processes reach this worker at (default: the listen address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Where the worker keeps its identity and chunk files.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Memory for chunks, e.g. 2GiB, 512MB: above 60 % chunks spill to disk, above
+    /// 80 % the worker accepts no new chunks.
+    #[arg(long, default_value = "2GiB")]
+    pub memory_limit: String,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 2)]
+    pub nthreads: u32,
+    /// Heartbeat interval to the leader, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// Seconds before an uploaded chunk that no dataset ever referred to is deleted.
+    #[arg(long, default_value_t = 300)]
+    pub orphan_grace_secs: u64,
 }
 
 /// `cairn up`.
@@ -88,6 +124,15 @@ pub struct UpArgs {
     /// The first port; replica N listens on BASE+N-1 (a free port is picked when busy).
     #[arg(long, default_value_t = 7101)]
     pub base_port: u16,
+    /// How many workers.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u64,
+    /// Each worker's --memory-limit.
+    #[arg(long, default_value = "1GiB")]
+    pub worker_memory_limit: String,
+    /// The first worker port; worker N listens on BASE+N-1 (a free port when busy).
+    #[arg(long, default_value_t = 7201)]
+    pub worker_base_port: u16,
 }
 
 /// How client commands find the cluster.
@@ -129,13 +174,36 @@ pub enum DatasetsCommand {
         /// The dataset.
         name: String,
     },
-    /// Print a dataset's value (raw bytes) or write it to a file.
+    /// Print a dataset (a value's bytes; a collection as a table) or write it to a file.
     Get {
         /// The dataset.
         name: String,
-        /// Write the value to this file instead of standard output.
+        /// Write it to this file: a value as raw bytes; a collection as .arrow, .parquet or .csv.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Print only the first N rows of a collection (default 20 on a terminal).
+        #[arg(long)]
+        head: Option<usize>,
+    },
+    /// Load CSV, Parquet or Arrow IPC files, store them durably on workers, and publish them.
+    Publish {
+        /// The dataset.
+        name: String,
+        /// The file(s) to load (.csv, .parquet, .arrow); repeat for several with one schema.
+        #[arg(long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Distinct workers that must hold every chunk (fsync'd) before the publish.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+        /// The most rows in one chunk.
+        #[arg(long, default_value_t = 1_048_576)]
+        chunk_rows: usize,
+        /// Replace the dataset if it exists.
+        #[arg(long = "override")]
+        override_existing: bool,
+        /// An attribute `KEY=VALUE` (repeatable).
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
     },
     /// Publish a small inline value (`-` reads standard input).
     Put {
@@ -229,6 +297,19 @@ pub enum BenchCommand {
         /// Where the cluster keeps its data (a temporary dir by default).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Data plane figures: publish --file, publish and streaming of a dataset larger
+    /// than a worker's memory, spill speed, peak RSS.
+    Data {
+        /// Size of the large dataset, in GiB.
+        #[arg(long, default_value_t = 1.0)]
+        gib: f64,
+        /// The worker's --memory-limit.
+        #[arg(long, default_value = "256MiB")]
+        memory_limit: String,
+        /// Size of the CSV file for the publish --file figure, in MiB.
+        #[arg(long, default_value_t = 256)]
+        csv_mib: u64,
     },
     /// Linearizable get latency on a fresh local 3-replica cluster.
     Get {

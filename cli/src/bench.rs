@@ -77,6 +77,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         } => publish(requests, clients, seconds, value_bytes, dir).await,
         BenchCommand::Failover { trials, dir } => failover(trials, dir).await,
         BenchCommand::Get { requests, dir } => get(requests, dir).await,
+        BenchCommand::Data {
+            gib,
+            memory_limit,
+            csv_mib,
+        } => crate::bench_data::run(gib, &memory_limit, csv_mib).await,
     }
 }
 

@@ -1,14 +1,233 @@
 //! `cairn datasets list | info | get | put | rm`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::Context;
-use cairn_client::{Dataset, Value};
+use anyhow::{bail, Context};
+use cairn_client::{Client, Collection, Content, Dataset, PublishOptions, PublishedDataset, Value};
+use futures::TryStreamExt;
 use serde_json::json;
 
 use crate::args::{DatasetsArgs, DatasetsCommand};
 use crate::discovery::connect;
+use crate::tabular::{format_head, format_schema, open_inputs, progress_bar, TableWriter};
+
+/// Rows `get` prints from a collection on a terminal when `--head` is not given.
+const DEFAULT_HEAD_ROWS: usize = 20;
+
+fn format_size(bytes: u64) -> String {
+    cairn_worker::format_bytes(bytes)
+}
+
+/// `info`: what a dataset is, without reading its data.
+async fn show_info(client: &Client, name: &str, json: bool) -> anyhow::Result<()> {
+    let info = client.dataset_info(name).await?;
+    if json {
+        let collection = info.collection.as_ref().map(|collection| {
+            json!({
+                "schema": collection.schema.fields().iter().map(|field| json!({
+                    "name": field.name(), "type": field.data_type().to_string(), "nullable": field.is_nullable(),
+                })).collect::<Vec<_>>(),
+                "rows": collection.rows, "bytes": collection.bytes, "replicas": collection.replicas,
+                "chunks": collection.chunks.iter().map(|chunk| json!({
+                    "key": chunk.key, "rows": chunk.rows, "bytes": chunk.bytes,
+                    "checksum": format!("{:08x}", chunk.checksum),
+                    "locations": chunk.locations.iter().map(|location| json!({
+                        "worker_id": location.worker_id, "addr": location.addr, "live": location.live,
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        });
+        println!(
+            "{}",
+            json!({
+                "name": info.name, "kind": info.kind, "content_type": info.content_type,
+                "bytes": info.bytes, "attributes": info.attributes, "publisher": info.publisher,
+                "published_at_index": info.published_at_index, "collection": collection,
+            })
+        );
+        return Ok(());
+    }
+    println!("name:         {}", info.name);
+    println!("kind:         {}", info.kind);
+    println!("content type: {}", info.content_type);
+    println!("bytes:        {} ({})", info.bytes, format_size(info.bytes));
+    println!("publisher:    {}", info.publisher);
+    println!("published at: log index {}", info.published_at_index);
+    for (key, value) in &info.attributes {
+        println!("attribute:    {key}={value}");
+    }
+    if let Some(collection) = &info.collection {
+        println!("rows:         {}", collection.rows);
+        println!("chunks:       {}", collection.chunks.len());
+        println!("replicas:     {}", collection.replicas);
+        println!("schema:");
+        for line in format_schema(&collection.schema).lines() {
+            println!("  {line}");
+        }
+        println!("chunks (key, rows, bytes, crc32c, workers):");
+        for chunk in &collection.chunks {
+            let locations: Vec<String> = chunk
+                .locations
+                .iter()
+                .map(|location| {
+                    let state = if location.live { "" } else { " (gone)" };
+                    format!("{} at {}{state}", location.worker_id, location.addr)
+                })
+                .collect();
+            println!(
+                "  {}  {}  {}  {:08x}  {}",
+                chunk.key,
+                chunk.rows,
+                format_size(chunk.bytes),
+                chunk.checksum,
+                locations.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `get` of an inline value.
+fn show_value(dataset: &PublishedDataset, value: &Value, output: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    if let Some(path) = output {
+        std::fs::write(path, &value.data).with_context(|| format!("cannot write {}", path.display()))?;
+    } else if json {
+        println!(
+            "{}",
+            json!({
+                "name": dataset.name, "content_type": value.content_type,
+                "value": value.as_text(), "bytes": value.data.len(),
+                "attributes": dataset.attributes, "publisher": dataset.publisher,
+                "published_at_index": dataset.published_at_index,
+            })
+        );
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&value.data)?;
+        if value.as_text().is_some_and(|text| !text.ends_with('\n')) {
+            stdout.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// `get` of a collection: to a file, or the first rows as a table.
+async fn get_collection(
+    collection: &Collection,
+    output: Option<&Path>,
+    head: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(path) = output else {
+        let rows = head.unwrap_or(DEFAULT_HEAD_ROWS);
+        let batches = collection.head(rows).await?;
+        if json {
+            let mut buffer = Vec::new();
+            let mut writer = arrow::json::ArrayWriter::new(&mut buffer);
+            for batch in &batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            println!("{}", String::from_utf8_lossy(&buffer));
+        } else {
+            println!("{}", format_head(&batches, rows, collection.num_rows())?);
+        }
+        return Ok(());
+    };
+    let mut writer = TableWriter::create(path, collection.schema())?;
+    let bar = progress_bar(collection.num_bytes(), "reading", !json);
+    let mut stream = std::pin::pin!(collection.stream());
+    let mut index = 0;
+    while let Some(batch) = stream.try_next().await? {
+        writer.write(&batch)?;
+        bar.inc(collection.chunks().get(index).map_or(0, |chunk| chunk.bytes));
+        index += 1;
+    }
+    bar.finish_and_clear();
+    let rows = writer.finish()?;
+    if json {
+        println!("{}", json!({"name": collection.name(), "output": path, "rows": rows}));
+    } else {
+        println!("wrote {rows} rows of {} to {}", collection.name(), path.display());
+    }
+    Ok(())
+}
+
+/// `publish --file`: reads the files on a blocking thread, streams their batches
+/// to the client, which chunks, uploads and publishes them.
+#[allow(clippy::too_many_arguments)]
+async fn publish_files(
+    client: &Client,
+    name: &str,
+    files: &[PathBuf],
+    replicas: u32,
+    chunk_rows: usize,
+    override_existing: bool,
+    attributes: BTreeMap<String, String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if chunk_rows == 0 {
+        bail!("--chunk-rows must be at least 1");
+    }
+    let paths = files.to_vec();
+    let reader = tokio::task::spawn_blocking(move || open_inputs(&paths, chunk_rows)).await??;
+    let schema = reader.schema();
+    let bar = progress_bar(
+        reader.total_bytes(),
+        "publishing",
+        !json && std::io::stderr().is_terminal(),
+    );
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    let progress = bar.clone();
+    let reading_bar = bar.clone();
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        while let Some(batch) = reader.next() {
+            reading_bar.set_position(reader.bytes_read());
+            let failed = batch.is_err();
+            if sender.blocking_send(batch).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let options = PublishOptions {
+        replicas,
+        chunk_rows,
+        override_existing,
+        attributes,
+        on_progress: Some(Arc::new(move |done: cairn_client::UploadProgress| {
+            progress.set_message(format!("{} rows in {} chunks", done.rows, done.chunks));
+        })),
+        ..Default::default()
+    };
+    let batches = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let published = client.publish_batches(name, schema, batches, options).await;
+    bar.finish_and_clear();
+    reading.await?;
+    let index = published?;
+    let info = client.dataset_info(name).await?;
+    let (rows, chunks, bytes) = info.collection.as_ref().map_or((0, 0, 0), |collection| {
+        (collection.rows, collection.chunks.len(), collection.bytes)
+    });
+    if json {
+        println!(
+            "{}",
+            json!({"published": name, "log_index": index, "rows": rows, "chunks": chunks, "bytes": bytes, "replicas": replicas})
+        );
+    } else {
+        println!(
+            "published {name}: {rows} rows in {chunks} chunks ({}), {replicas} replica(s) each (log index {index})",
+            format_size(bytes)
+        );
+    }
+    Ok(())
+}
 
 fn parse_attributes(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     pairs
@@ -36,51 +255,34 @@ pub async fn run(args: DatasetsArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        DatasetsCommand::Info { name } => {
-            let info = client.dataset_info(&name).await?;
-            if json {
-                println!(
-                    "{}",
-                    json!({
-                        "name": info.name, "kind": info.kind, "content_type": info.content_type,
-                        "bytes": info.bytes, "attributes": info.attributes, "publisher": info.publisher,
-                        "published_at_index": info.published_at_index,
-                    })
-                );
-            } else {
-                println!("name:         {}", info.name);
-                println!("kind:         {}", info.kind);
-                println!("content type: {}", info.content_type);
-                println!("bytes:        {}", info.bytes);
-                println!("publisher:    {}", info.publisher);
-                println!("published at: log index {}", info.published_at_index);
-                for (key, value) in &info.attributes {
-                    println!("attribute:    {key}={value}");
-                }
+        DatasetsCommand::Info { name } => show_info(&client, &name, json).await?,
+        DatasetsCommand::Get { name, output, head } => {
+            let dataset = client.get_dataset(&name).await?;
+            match &dataset.content {
+                Content::Value(value) => show_value(&dataset, value, output.as_deref(), json)?,
+                Content::Collection(collection) => get_collection(collection, output.as_deref(), head, json).await?,
             }
         }
-        DatasetsCommand::Get { name, output } => {
-            let dataset = client.get_dataset(&name).await?;
-            if let Some(path) = output {
-                std::fs::write(&path, &dataset.value.data)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            } else if json {
-                println!(
-                    "{}",
-                    json!({
-                        "name": dataset.name, "content_type": dataset.value.content_type,
-                        "value": dataset.value.as_text(), "bytes": dataset.value.data.len(),
-                        "attributes": dataset.attributes, "publisher": dataset.publisher,
-                        "published_at_index": dataset.published_at_index,
-                    })
-                );
-            } else {
-                let mut stdout = std::io::stdout().lock();
-                stdout.write_all(&dataset.value.data)?;
-                if dataset.value.as_text().is_some_and(|text| !text.ends_with('\n')) {
-                    stdout.write_all(b"\n")?;
-                }
-            }
+        DatasetsCommand::Publish {
+            name,
+            files,
+            replicas,
+            chunk_rows,
+            override_existing,
+            attributes,
+        } => {
+            let attributes = parse_attributes(&attributes)?;
+            publish_files(
+                &client,
+                &name,
+                &files,
+                replicas,
+                chunk_rows,
+                override_existing,
+                attributes,
+                json,
+            )
+            .await?
         }
         DatasetsCommand::Put {
             name,

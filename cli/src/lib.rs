@@ -4,6 +4,8 @@
 //!
 //! - `args.rs`: the command line (clap).
 //! - `scheduler_cmd.rs`: `cairn scheduler`, one replica.
+//! - `worker_cmd.rs`: `cairn worker`, one worker.
+//! - `tabular/`: CSV, Parquet and Arrow IPC files in and out, tables for people.
 //! - `up.rs`: `cairn up`, a local cluster of child processes.
 //! - `datasets_cmd.rs`, `status_cmd.rs`, `cluster_cmd.rs`: client commands.
 //! - `bench.rs`: `cairn bench`, benchmarks that print figures.
@@ -14,6 +16,7 @@
 
 mod args;
 mod bench;
+mod bench_data;
 mod cluster_cmd;
 mod datasets_cmd;
 mod discovery;
@@ -21,7 +24,9 @@ pub mod local_cluster;
 mod scheduler_cmd;
 mod signals;
 mod status_cmd;
+pub mod tabular;
 mod up;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -42,7 +47,7 @@ fn init_tracing(default_level: &str) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Scheduler(_) => "info,openraft=warn",
+        Command::Scheduler(_) | Command::Worker(_) => "info,openraft=warn",
         _ => "warn",
     };
     init_tracing(default_level);
@@ -56,6 +61,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Scheduler(args) => scheduler_cmd::run(args).await,
+            Command::Worker(args) => worker_cmd::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Datasets(args) => datasets_cmd::run(args).await,
             Command::Status(args) => status_cmd::run(args).await,

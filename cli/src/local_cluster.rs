@@ -1,6 +1,6 @@
-//! A cluster of `cairn scheduler` child processes on loopback: used by `cairn up`,
-//! the benchmarks, and the process-level tests (with fault verbs: kill, pause,
-//! resume, restart).
+//! A cluster of `cairn scheduler` and `cairn worker` child processes on loopback:
+//! used by `cairn up`, the benchmarks, and the process-level tests (with fault
+//! verbs: kill, pause, resume, restart — for schedulers and workers alike).
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -29,6 +29,20 @@ pub struct SchedulerEntry {
     pub data_dir: PathBuf,
 }
 
+/// One worker of a local cluster, as the cluster file records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerEntry {
+    /// Its number in this cluster (1, 2, …): names its data dir and log.
+    pub index: u64,
+    /// Its Flight address.
+    pub addr: String,
+    /// Its data dir (identity and chunk files).
+    pub data_dir: PathBuf,
+    /// Its `--memory-limit`.
+    pub memory_limit: String,
+}
+
 /// What `cairn up` writes so that clients and later runs find the same cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +51,9 @@ pub struct ClusterFile {
     pub cluster_token: String,
     /// Every scheduler.
     pub schedulers: Vec<SchedulerEntry>,
+    /// Every worker (absent in files written before workers existed).
+    #[serde(default)]
+    pub workers: Vec<WorkerEntry>,
 }
 
 impl ClusterFile {
@@ -112,7 +129,50 @@ pub fn plan_cluster(dir: &Path, count: u64, base_port: u16, token: String) -> an
     Ok(ClusterFile {
         cluster_token: token,
         schedulers,
+        workers: Vec::new(),
     })
+}
+
+/// Adds workers to `file` until it has `count`, preferring ports from `base_port`
+/// on (0: any free ports). Existing workers keep their address and data dir.
+pub fn plan_workers(
+    file: &mut ClusterFile,
+    dir: &Path,
+    count: u64,
+    base_port: u16,
+    memory_limit: &str,
+) -> anyhow::Result<()> {
+    let mut taken: Vec<u16> = file
+        .schedulers
+        .iter()
+        .map(|entry| entry.addr.as_str())
+        .chain(file.workers.iter().map(|entry| entry.addr.as_str()))
+        .filter_map(|addr| addr.rsplit_once(':').and_then(|(_, port)| port.parse().ok()))
+        .collect();
+    for index in (file.workers.len() as u64 + 1)..=count {
+        let preferred = if base_port == 0 {
+            None
+        } else {
+            base_port.checked_add((index - 1) as u16)
+        };
+        let port = match preferred {
+            Some(port) if port_is_free(port) && !taken.contains(&port) => port,
+            _ => loop {
+                let port = free_port()?;
+                if !taken.contains(&port) {
+                    break port;
+                }
+            },
+        };
+        taken.push(port);
+        file.workers.push(WorkerEntry {
+            index,
+            addr: format!("127.0.0.1:{port}"),
+            data_dir: dir.join(format!("worker-{index}")),
+            memory_limit: memory_limit.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Running scheduler processes of one local cluster.
@@ -125,8 +185,12 @@ pub struct LocalCluster {
     log_dir: PathBuf,
     /// Extra flags for every `cairn scheduler` (timing, for tests).
     extra_args: Vec<String>,
+    /// Extra flags for every `cairn worker`.
+    worker_args: Vec<String>,
     /// Running children by replica id.
     children: BTreeMap<u64, Child>,
+    /// Running worker children by worker index.
+    worker_children: BTreeMap<u64, Child>,
 }
 
 impl LocalCluster {
@@ -137,8 +201,126 @@ impl LocalCluster {
             file,
             log_dir,
             extra_args,
+            worker_args: Vec::new(),
             children: BTreeMap::new(),
+            worker_children: BTreeMap::new(),
         }
+    }
+
+    /// Extra flags for every worker started from now on.
+    pub fn set_worker_args(&mut self, args: Vec<String>) {
+        self.worker_args = args;
+    }
+
+    fn worker_entry(&self, index: u64) -> anyhow::Result<&WorkerEntry> {
+        self.file
+            .workers
+            .iter()
+            .find(|entry| entry.index == index)
+            .with_context(|| format!("no worker {index} in this cluster"))
+    }
+
+    /// Starts worker `index` (it registers with the schedulers by itself).
+    pub fn start_worker(&mut self, index: u64) -> anyhow::Result<()> {
+        if self.worker_is_running(index) {
+            return Ok(());
+        }
+        let entry = self.worker_entry(index)?.clone();
+        std::fs::create_dir_all(&self.log_dir).with_context(|| format!("cannot create {}", self.log_dir.display()))?;
+        let log_path = self.worker_log_path(index);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let child = Command::new(&self.binary)
+            .arg("worker")
+            .arg("--cluster")
+            .arg(self.file.addrs().join(","))
+            .arg("--listen")
+            .arg(&entry.addr)
+            .arg("--data-dir")
+            .arg(&entry.data_dir)
+            .arg("--memory-limit")
+            .arg(&entry.memory_limit)
+            .args(&self.worker_args)
+            .env_remove("CAIRN_CLUSTER")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.binary.display()))?;
+        self.worker_children.insert(index, child);
+        Ok(())
+    }
+
+    /// Starts every worker.
+    pub fn start_workers(&mut self) -> anyhow::Result<()> {
+        let indexes: Vec<u64> = self.file.workers.iter().map(|entry| entry.index).collect();
+        for index in indexes {
+            self.start_worker(index)?;
+        }
+        Ok(())
+    }
+
+    /// Whether worker `index` is running (reaps it if it exited).
+    pub fn worker_is_running(&mut self, index: u64) -> bool {
+        match self.worker_children.get_mut(&index) {
+            None => false,
+            Some(child) => match child.try_wait() {
+                Ok(None) => true,
+                Ok(Some(_)) | Err(_) => {
+                    self.worker_children.remove(&index);
+                    false
+                }
+            },
+        }
+    }
+
+    /// Workers that exited by themselves since the last look, with their status.
+    pub fn reap_exited_workers(&mut self) -> Vec<(u64, String)> {
+        let mut exited = Vec::new();
+        for (index, child) in &mut self.worker_children {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited.push((*index, status.to_string()));
+            }
+        }
+        for (index, _) in &exited {
+            self.worker_children.remove(index);
+        }
+        exited
+    }
+
+    /// The process id of worker `index`, if it runs.
+    pub fn worker_pid(&self, index: u64) -> Option<u32> {
+        self.worker_children.get(&index).map(Child::id)
+    }
+
+    /// SIGKILL worker `index` and reap it.
+    pub fn kill_worker(&mut self, index: u64) -> anyhow::Result<()> {
+        if let Some(mut child) = self.worker_children.remove(&index) {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM worker `index` and wait for it (SIGKILL after `grace`).
+    pub fn terminate_worker(&mut self, index: u64, grace: Duration) -> anyhow::Result<()> {
+        let Some(child) = self.worker_children.remove(&index) else {
+            return Ok(());
+        };
+        terminate_child(child, &format!("worker {index}"), grace)
+    }
+
+    /// The Flight address of worker `index`.
+    pub fn worker_addr(&self, index: u64) -> anyhow::Result<String> {
+        Ok(self.worker_entry(index)?.addr.clone())
+    }
+
+    /// The log file of worker `index`.
+    pub fn worker_log_path(&self, index: u64) -> PathBuf {
+        self.log_dir.join(format!("worker-{index}.log"))
     }
 
     fn entry(&self, id: u64) -> anyhow::Result<&SchedulerEntry> {
@@ -251,31 +433,22 @@ impl LocalCluster {
 
     /// SIGTERM scheduler `id` and wait for it to exit (SIGKILL after `grace`).
     pub fn terminate(&mut self, id: u64, grace: Duration) -> anyhow::Result<()> {
-        let Some(mut child) = self.children.remove(&id) else {
+        let Some(child) = self.children.remove(&id) else {
             return Ok(());
         };
-        let pid = Pid::from_raw(child.id() as i32);
-        // A paused process cannot handle SIGTERM.
-        let _ = kill(pid, Signal::SIGCONT);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        loop {
-            if child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                child.wait()?;
-                bail!("scheduler {id} did not stop within {grace:?}; killed it");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate_child(child, &format!("scheduler {id}"), grace)
     }
 
-    /// SIGTERM every scheduler and wait for them.
+    /// SIGTERM every worker, then every scheduler, and wait for them.
     pub fn stop_all(&mut self, grace: Duration) -> anyhow::Result<()> {
-        let ids: Vec<u64> = self.children.keys().copied().collect();
         let mut first_error = None;
+        let workers: Vec<u64> = self.worker_children.keys().copied().collect();
+        for index in workers {
+            if let Err(error) = self.terminate_worker(index, grace) {
+                first_error.get_or_insert(error);
+            }
+        }
+        let ids: Vec<u64> = self.children.keys().copied().collect();
         for id in ids {
             if let Err(error) = self.terminate(id, grace) {
                 first_error.get_or_insert(error);
@@ -303,9 +476,29 @@ impl LocalCluster {
     }
 }
 
+/// SIGTERM a child and wait for it to exit (SIGKILL after `grace`).
+fn terminate_child(mut child: Child, what: &str, grace: Duration) -> anyhow::Result<()> {
+    let pid = Pid::from_raw(child.id() as i32);
+    // A paused process cannot handle SIGTERM.
+    let _ = kill(pid, Signal::SIGCONT);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            child.wait()?;
+            bail!("{what} did not stop within {grace:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        for child in self.children.values_mut() {
+        for child in self.worker_children.values_mut().chain(self.children.values_mut()) {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
             let _ = child.kill();
             let _ = child.wait();
@@ -346,5 +539,40 @@ pub async fn wait_for_leader(addrs: &[String], timeout: Duration) -> anyhow::Res
             bail!("no leader was elected within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the registry lists at least `count` alive workers (and, when
+/// given, exactly these worker addresses among them), and returns them.
+pub async fn wait_for_workers(
+    addrs: &[String],
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<cairn_client::WorkerInfo>> {
+    let deadline = Instant::now() + timeout;
+    let options = cairn_client::ClientOptions {
+        timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_millis(700),
+        ..Default::default()
+    };
+    let mut last = String::from("no scheduler answered");
+    loop {
+        if let Ok(client) = cairn_client::Client::connect_with(addrs, options.clone()).await {
+            match client.workers().await {
+                Ok(workers) => {
+                    let alive: Vec<cairn_client::WorkerInfo> =
+                        workers.into_iter().filter(|worker| worker.is_alive()).collect();
+                    if alive.len() >= count {
+                        return Ok(alive);
+                    }
+                    last = format!("{} of {count} workers alive", alive.len());
+                }
+                Err(error) => last = error.to_string(),
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("workers did not register within {timeout:?}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -105,6 +105,7 @@ pub fn config(args: &SchedulerArgs) -> anyhow::Result<SchedulerConfig> {
             },
         },
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        worker_timeout: Duration::from_millis(args.worker_timeout_ms.max(1)),
     })
 }
 

@@ -26,6 +26,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     "commit_index": status.commit_index, "applied_index": status.applied_index,
                     "snapshot_index": status.snapshot_index, "datasets": status.datasets,
                     "members": status.members.iter().map(|(id, addr, role)| json!({"id": id, "addr": addr, "role": role})).collect::<Vec<_>>(),
+                    "workers": status.workers.iter().map(|worker| json!({
+                        "worker_id": worker.worker_id, "addr": worker.addr, "state": worker.state,
+                        "nthreads": worker.nthreads, "memory_limit": worker.memory_limit,
+                        "managed_bytes": worker.managed_bytes, "spilled_bytes": worker.spilled_bytes,
+                        "rss_bytes": worker.rss_bytes, "chunks": worker.chunks, "paused": worker.paused,
+                        "last_seen_ms_ago": worker.last_seen_ms_ago,
+                    })).collect::<Vec<_>>(),
                 }),
                 Err(error) => json!({"addr": addr, "error": error.to_string()}),
             })
@@ -64,6 +71,44 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 status.datasets
             ),
             Err(error) => println!("{addr:<22} unreachable: {error}"),
+        }
+    }
+    // Worker memory figures come from heartbeats, which only the leader hears.
+    let reporter = statuses
+        .iter()
+        .filter_map(|(_, status)| status.as_ref().ok())
+        .find(|status| status.state == "leader")
+        .or_else(|| statuses.iter().find_map(|(_, status)| status.as_ref().ok()));
+    if let Some(status) = reporter {
+        println!();
+        if status.workers.is_empty() {
+            println!("workers: none registered");
+            return Ok(());
+        }
+        println!(
+            "{:<18} {:<22} {:<6} {:>7} {:>10} {:>10} {:>10} {:>10} {:>7}  NOTE",
+            "WORKER", "ADDRESS", "STATE", "THREADS", "LIMIT", "MEMORY", "SPILLED", "RSS", "CHUNKS"
+        );
+        for worker in &status.workers {
+            let note = match (&worker.paused, worker.last_seen_ms_ago) {
+                (Some(reason), _) => format!("paused: {reason}"),
+                (None, Some(ago)) if ago > 3_000 => format!("last heard {:.1} s ago", ago as f64 / 1000.0),
+                (None, None) if status.state == "leader" => "not heard since this leader was elected".to_string(),
+                _ => String::new(),
+            };
+            println!(
+                "{:<18} {:<22} {:<6} {:>7} {:>10} {:>10} {:>10} {:>10} {:>7}  {}",
+                worker.worker_id,
+                worker.addr,
+                worker.state,
+                worker.nthreads,
+                cairn_worker::format_bytes(worker.memory_limit),
+                cairn_worker::format_bytes(worker.managed_bytes),
+                cairn_worker::format_bytes(worker.spilled_bytes),
+                cairn_worker::format_bytes(worker.rss_bytes),
+                worker.chunks,
+                note
+            );
         }
     }
     Ok(())

@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::args::UpArgs;
-use crate::local_cluster::{plan_cluster, port_is_free, wait_for_leader, ClusterFile, LocalCluster, CLUSTER_FILE};
+use crate::local_cluster::{
+    plan_cluster, plan_workers, port_is_free, wait_for_leader, wait_for_workers, ClusterFile, LocalCluster,
+    CLUSTER_FILE,
+};
 use crate::signals::shutdown_signal;
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -29,11 +32,28 @@ fn cluster_file(args: &UpArgs, dir: &Path) -> anyhow::Result<ClusterFile> {
     let path = dir.join(CLUSTER_FILE);
     if !path.exists() {
         let token = format!("{:016x}", rand::random::<u64>());
-        let file = plan_cluster(dir, args.schedulers, args.base_port, token)?;
+        let mut file = plan_cluster(dir, args.schedulers, args.base_port, token)?;
+        plan_workers(
+            &mut file,
+            dir,
+            args.workers,
+            args.worker_base_port,
+            &args.worker_memory_limit,
+        )?;
         file.write(&path)?;
         return Ok(file);
     }
-    let file = ClusterFile::read(&path)?;
+    let mut file = ClusterFile::read(&path)?;
+    if (file.workers.len() as u64) < args.workers {
+        plan_workers(
+            &mut file,
+            dir,
+            args.workers,
+            args.worker_base_port,
+            &args.worker_memory_limit,
+        )?;
+        file.write(&path)?;
+    }
     if file.schedulers.len() as u64 != args.schedulers {
         bail!(
             "{} holds a cluster of {} schedulers; pass --schedulers {} or use another --dir",
@@ -42,17 +62,21 @@ fn cluster_file(args: &UpArgs, dir: &Path) -> anyhow::Result<ClusterFile> {
             file.schedulers.len()
         );
     }
-    for entry in &file.schedulers {
-        let port = entry
-            .addr
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse::<u16>().ok());
+    let addrs = file
+        .schedulers
+        .iter()
+        .map(|entry| (entry.addr.clone(), format!("scheduler {}", entry.id)))
+        .chain(
+            file.workers
+                .iter()
+                .map(|entry| (entry.addr.clone(), format!("worker {}", entry.index))),
+        );
+    for (addr, what) in addrs {
+        let port = addr.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
         if let Some(port) = port {
             if !port_is_free(port) {
                 bail!(
-                    "{} (scheduler {}) is already in use: is this cluster already running (another `cairn up --dir {}`)?",
-                    entry.addr,
-                    entry.id,
+                    "{addr} ({what}) is already in use: is this cluster already running (another `cairn up --dir {}`)?",
                     dir.display()
                 );
             }
@@ -66,6 +90,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.schedulers == 0 || args.schedulers > 9 {
         bail!("--schedulers must be between 1 and 9 (3 or 5 for high availability)");
     }
+    if args.workers > 64 {
+        bail!("--workers must be at most 64");
+    }
+    cairn_worker::parse_bytes(&args.worker_memory_limit)
+        .map_err(|reason| anyhow::anyhow!("--worker-memory-limit: {reason}"))?;
     let dir = absolute(&args.dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let file = cluster_file(&args, &dir)?;
@@ -92,9 +121,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
+    // Workers start once there is a leader to register with; only those the file
+    // lists up to --workers run (a smaller --workers leaves the others stopped).
+    let worker_indexes: Vec<u64> = file
+        .workers
+        .iter()
+        .map(|entry| entry.index)
+        .filter(|index| *index <= args.workers)
+        .collect();
+    for index in &worker_indexes {
+        cluster.start_worker(*index)?;
+    }
+    if let Err(error) = wait_for_workers(&addrs, worker_indexes.len(), Duration::from_secs(30)).await {
+        for (index, status) in cluster.reap_exited_workers() {
+            eprintln!(
+                "worker {index} exited ({status}):\n{}",
+                log_tail(&cluster.worker_log_path(index))
+            );
+        }
+        cluster.stop_all(Duration::from_secs(10))?;
+        return Err(error.context("the workers did not come up"));
+    }
+
     println!(
-        "Cairn is up: {} schedulers on loopback (data in {})",
+        "Cairn is up: {} schedulers and {} workers on loopback (data in {})",
         file.schedulers.len(),
+        worker_indexes.len(),
         dir.display()
     );
     for entry in &file.schedulers {
@@ -104,6 +156,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             entry.addr,
             entry.data_dir.display(),
             cluster.log_path(entry.id).display()
+        );
+    }
+    for entry in file
+        .workers
+        .iter()
+        .filter(|entry| worker_indexes.contains(&entry.index))
+    {
+        println!(
+            "  worker {}     {}  data {}  memory {}  log {}",
+            entry.index,
+            entry.addr,
+            entry.data_dir.display(),
+            entry.memory_limit,
+            cluster.worker_log_path(entry.index).display()
         );
     }
     println!("leader: scheduler {leader}");
@@ -116,6 +182,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("or from anywhere: export CAIRN_CLUSTER={}", file.addrs().join(","));
     println!("try:   cairn datasets put greeting hello && cairn datasets list && cairn status");
+    println!("       cairn datasets publish trips --file trips.csv && cairn datasets get trips --head 5");
     println!("Ctrl-C stops the cluster; `cairn up` again brings it back with its datasets.");
 
     let shutdown = shutdown_signal();
@@ -129,6 +196,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     eprintln!(
                         "warning: scheduler {id} exited ({status}); the cluster runs on while a majority is up. Last log lines:\n{}",
                         log_tail(&cluster.log_path(id))
+                    );
+                }
+                for (index, status) in cluster.reap_exited_workers() {
+                    eprintln!(
+                        "warning: worker {index} exited ({status}); its chunks are served by replicas, if any. Last log lines:\n{}",
+                        log_tail(&cluster.worker_log_path(index))
                     );
                 }
             }

@@ -34,7 +34,7 @@ fn stdout(output: &Output) -> String {
 /// Starts `cairn up` in `dir` and returns once it printed that the cluster is up.
 fn up(dir: &Path) -> Child {
     let mut child = Command::new(CAIRN)
-        .args(["up", "--base-port", "0"])
+        .args(["up", "--base-port", "0", "--worker-base-port", "0"])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -74,6 +74,10 @@ fn every_command_has_help() {
     for args in [
         vec!["--help"],
         vec!["scheduler", "--help"],
+        vec!["worker", "--help"],
+        vec!["datasets", "publish", "--help"],
+        vec!["datasets", "get", "--help"],
+        vec!["bench", "data", "--help"],
         vec!["up", "--help"],
         vec!["datasets", "--help"],
         vec!["datasets", "put", "--help"],
@@ -111,13 +115,46 @@ fn cairn_up_serves_datasets_and_comes_back_with_them() {
     let status = stdout(&cairn(dir.path(), &["status", "--json"]));
     let status: serde_json::Value = serde_json::from_str(&status).expect("json");
     assert_eq!(status["nodes"].as_array().map(Vec::len), Some(3));
+    assert_eq!(status["nodes"][0]["workers"].as_array().map(Vec::len), Some(2));
+
+    // A table: publish a CSV file, look at it, read a few rows.
+    let csv: String = std::iter::once("city,temperature\n".to_string())
+        .chain((0..1000).map(|row| format!("city-{row},{}.5\n", row % 40)))
+        .collect();
+    std::fs::write(dir.path().join("weather.csv"), &csv).expect("write csv");
+    let published = stdout(&cairn(
+        dir.path(),
+        &[
+            "datasets",
+            "publish",
+            "weather",
+            "--file",
+            "weather.csv",
+            "--chunk-rows",
+            "300",
+        ],
+    ));
+    assert!(published.contains("1000 rows in 4 chunks"), "{published}");
+    let info = stdout(&cairn(dir.path(), &["datasets", "info", "weather"]));
+    assert!(info.contains("temperature: Float64"), "{info}");
+    let head = stdout(&cairn(dir.path(), &["datasets", "get", "weather", "--head", "2"]));
+    assert!(head.contains("city-1") && head.contains("998 more rows"), "{head}");
+    let status = stdout(&cairn(dir.path(), &["status"]));
+    assert!(status.contains("WORKER") && status.contains("alive"), "{status}");
     interrupt(cluster);
 
     let cluster = up(dir.path());
     assert_eq!(
         stdout(&cairn(dir.path(), &["datasets", "list", "--json"])).trim(),
-        r#"["greeting"]"#
+        r#"["greeting","weather"]"#
     );
     assert_eq!(stdout(&cairn(dir.path(), &["datasets", "get", "greeting"])), "hello\n");
+    stdout(&cairn(
+        dir.path(),
+        &["datasets", "get", "weather", "--output", "back.csv"],
+    ));
+    let back = std::fs::read_to_string(dir.path().join("back.csv")).expect("read back");
+    assert_eq!(back, csv, "the table comes back identical after a restart");
+    stdout(&cairn(dir.path(), &["datasets", "rm", "weather"]));
     interrupt(cluster);
 }

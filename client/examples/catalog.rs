@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("datasets in publish order: {:?}", client.list_datasets().await?);
     let dataset = client.get_dataset("example/negative_accounts").await?;
-    println!("negative_accounts = {:?}", dataset.value.as_text());
+    println!("negative_accounts = {:?}", dataset.as_text());
     let info = client.dataset_info("example/a").await?;
     println!("example/a: {} bytes, attributes {:?}", info.bytes, info.attributes);
 

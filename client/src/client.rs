@@ -12,8 +12,10 @@ use cairn_proto::v1::catalog_client::CatalogClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
+use crate::collection::{ChunkInfo, Collection};
 use crate::error::{classify, Attempt, Error};
-use crate::value::{Dataset, DatasetInfo, PublishedDataset, Value};
+use crate::value::{CollectionInfo, Content, Dataset, DatasetInfo, PublishedDataset, Value};
+use crate::worker_api::WorkerInfo;
 use crate::Datasets;
 
 /// The longest pause between attempts. Short, because the usual reason to wait is an
@@ -22,7 +24,7 @@ use crate::Datasets;
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(40);
 
 /// The largest message the client sends or accepts.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Options for [`Client::connect_with`].
 #[derive(Debug, Clone)]
@@ -83,6 +85,9 @@ pub struct NodeStatus {
     pub datasets: u64,
     /// `(id, addr, role)` of every member.
     pub members: Vec<(u64, String, String)>,
+    /// The worker registry as this replica applied it (memory figures from the
+    /// leader only).
+    pub workers: Vec<WorkerInfo>,
 }
 
 struct Inner {
@@ -285,7 +290,7 @@ impl Client {
     /// redirects at once; an unreachable, paused or leaderless replica makes the
     /// client try the next one after a growing pause; the whole call ends with
     /// [`Error::Timeout`] at the deadline, never hangs.
-    async fn call<T, F, Fut>(&self, operation: &'static str, mut attempt: F) -> Result<T, Error>
+    pub(crate) async fn call<T, F, Fut>(&self, operation: &'static str, mut attempt: F) -> Result<T, Error>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -440,8 +445,18 @@ impl Client {
                     content_type: dataset.value.content_type,
                 }),
                 attributes: dataset.attributes.into_iter().collect(),
+                persisted: None,
             })
             .collect();
+        self.publish_items(items, override_existing).await
+    }
+
+    /// Publishes wire items atomically (values and collections alike).
+    pub(crate) async fn publish_items(
+        &self,
+        items: Vec<pb::PublishItem>,
+        override_existing: bool,
+    ) -> Result<u64, Error> {
         let publisher = self.inner.options.publisher.clone();
         self.write("publish", |channel, request| {
             let message = pb::PublishRequest {
@@ -496,7 +511,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
     /// let dataset = client.get_dataset("negative_accounts").await?;
-    /// println!("{:?}", dataset.value.as_text());
+    /// println!("{:?}", dataset.as_text());
     /// # Ok(()) }
     /// ```
     pub async fn get_dataset(&self, name: &str) -> Result<PublishedDataset, Error> {
@@ -506,21 +521,49 @@ impl Client {
                 async move { Self::catalog(channel).get(request).await }
             })
             .await?;
-        let value = match entry.kind {
-            Some(pb::dataset_entry::Kind::Value(value)) => Value::new(value.data, value.content_type),
+        let content = match entry.kind {
+            Some(pb::dataset_entry::Kind::Value(value)) => Content::Value(Value::new(value.data, value.content_type)),
+            Some(pb::dataset_entry::Kind::Persisted(collection)) => {
+                Content::Collection(Collection::from_reply(self.clone(), entry.name.clone(), collection)?)
+            }
             None => {
                 return Err(Error::Protocol {
-                    message: format!("dataset '{name}' is not an inline value; this client cannot read it yet"),
+                    message: format!("dataset '{name}' is of a kind this client cannot read"),
                 })
             }
         };
         Ok(PublishedDataset {
             name: entry.name,
-            value,
+            content,
             attributes: entry.attributes.into_iter().collect(),
             publisher: entry.publisher,
             published_at_index: entry.published_at_index,
         })
+    }
+
+    /// A persisted collection (metadata only; no data moves until asked);
+    /// [`Error::NotFound`] if missing, [`Error::InvalidArgument`] if the dataset is
+    /// an inline value.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let collection = client.get_collection("measurements").await?;
+    /// println!("{} rows in {} chunks", collection.num_rows(), collection.chunks().len());
+    /// let first_rows = collection.head(10).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_collection(&self, name: &str) -> Result<Collection, Error> {
+        match self.get_dataset(name).await?.content {
+            Content::Collection(collection) => Ok(collection),
+            Content::Value(_) => Err(Error::InvalidArgument {
+                message: format!("dataset '{name}' is an inline value, not a collection"),
+            }),
+        }
+    }
+
+    /// How long one call may take in all.
+    pub fn timeout(&self) -> Duration {
+        self.inner.options.timeout
     }
 
     /// What a dataset is, without reading its data (linearizable).
@@ -538,6 +581,16 @@ impl Client {
                 async move { Self::catalog(channel).info(request).await }
             })
             .await?;
+        let collection = match info.persisted {
+            Some(collection) => Some(CollectionInfo {
+                schema: crate::collection::decode_schema(collection.schema_ipc)?,
+                rows: collection.rows,
+                bytes: collection.bytes,
+                replicas: collection.replicas,
+                chunks: collection.chunks.into_iter().map(ChunkInfo::from).collect(),
+            }),
+            None => None,
+        };
         Ok(DatasetInfo {
             name: info.name,
             kind: info.kind,
@@ -546,6 +599,7 @@ impl Client {
             attributes: info.attributes.into_iter().collect(),
             publisher: info.publisher,
             published_at_index: info.published_at_index,
+            collection,
         })
     }
 
@@ -627,6 +681,7 @@ impl Client {
                 .into_iter()
                 .map(|member| (member.id, member.addr, member.role))
                 .collect(),
+            workers: reply.workers.into_iter().map(WorkerInfo::from).collect(),
         })
     }
 

@@ -54,6 +54,25 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// More replicas were asked for than there are live workers.
+    #[error("{message}")]
+    NotEnoughWorkers {
+        /// Replicas asked for, and workers alive.
+        message: String,
+    },
+    /// No worker could store or serve data in time (the metadata call itself
+    /// succeeded or was not made).
+    #[error("{message}")]
+    Unavailable {
+        /// Which workers failed, and how.
+        message: String,
+    },
+    /// A worker's data dir belongs to another cluster.
+    #[error("{message}")]
+    OtherCluster {
+        /// The scheduler's message.
+        message: String,
+    },
     /// No replica completed the call in time (no quorum, no leader, or unreachable).
     /// For a write the outcome is unknown.
     #[error("{operation} did not complete within {after:?}; last error: {last_error}")]
@@ -110,6 +129,8 @@ pub(crate) fn classify(status: &Status) -> Attempt {
         "invalid-argument" => Attempt::Fail(Error::InvalidArgument { message }),
         "session-expired" => Attempt::Fail(Error::SessionExpired { message }),
         "membership" => Attempt::Fail(Error::Membership { message }),
+        "not-enough-workers" => Attempt::Fail(Error::NotEnoughWorkers { message }),
+        "other-cluster" => Attempt::Fail(Error::OtherCluster { message }),
         "not-leader" => match status
             .metadata()
             .get(LEADER_ADDR_KEY)

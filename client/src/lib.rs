@@ -14,7 +14,7 @@
 //! client.publish_datasets(vec![Dataset::new("a", "1"), Dataset::new("b", "2")], false).await?;
 //! assert_eq!(client.list_datasets().await?, ["negative_accounts", "a", "b"]);
 //! let dataset = client.get_dataset("negative_accounts").await?;
-//! assert_eq!(dataset.value.as_text(), Some("Alice,-100\nBob,-200"));
+//! assert_eq!(dataset.as_text(), Some("Alice,-100\nBob,-200"));
 //! client.unpublish_dataset("a").await?;
 //! # Ok(()) }
 //! ```
@@ -24,14 +24,28 @@
 //! - `client.rs`: [`Client`]: connections, leader following, retries, every call.
 //! - `datasets.rs`: [`Datasets`], the mapping interface.
 //! - `value.rs`: [`Value`], [`Dataset`], [`PublishedDataset`], [`DatasetInfo`].
+//! - `collection.rs`: [`Collection`], a persisted dataset's handle: reads chunks from
+//!   workers over Arrow Flight, failing over between replicas.
+//! - `upload.rs`: [`Client::publish_batches`]: chunking, durable upload, atomic publish.
+//! - `worker_api.rs`: the worker registry ([`Client::workers`]) and the calls workers make.
 //! - `error.rs`: [`Error`], and how a replica's gRPC status becomes one.
 
 mod client;
+mod collection;
 mod datasets;
 mod error;
+mod upload;
 mod value;
+mod worker_api;
 
 pub use client::{parse_cluster, Client, ClientOptions, NodeStatus};
+pub use collection::{ChunkInfo, ChunkLocation, Collection};
 pub use datasets::Datasets;
 pub use error::Error;
-pub use value::{Dataset, DatasetInfo, PublishedDataset, Value, BYTES, TEXT};
+pub use upload::{PublishOptions, UploadProgress};
+pub use value::{CollectionInfo, Content, Dataset, DatasetInfo, PublishedDataset, Value, BYTES, TEXT};
+pub use worker_api::{HeartbeatStream, WorkerInfo};
+
+/// Wire types that workers exchange with schedulers (for `cairn-worker`).
+#[doc(hidden)]
+pub use cairn_proto::v1 as wire;

@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use arrow::datatypes::SchemaRef;
+
+use crate::collection::{ChunkInfo, Collection};
+
 /// A small inline value: bytes and a content type telling how to read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
@@ -98,13 +102,22 @@ impl Dataset {
     }
 }
 
+/// What a published dataset holds.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// A small inline value.
+    Value(Value),
+    /// A persisted collection: metadata here, chunks on the workers.
+    Collection(Collection),
+}
+
 /// A published dataset, as `get_dataset` returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PublishedDataset {
     /// The name.
     pub name: String,
-    /// The value.
-    pub value: Value,
+    /// The value or the collection.
+    pub content: Content,
     /// Its attributes.
     pub attributes: BTreeMap<String, String>,
     /// Who published it.
@@ -113,8 +126,46 @@ pub struct PublishedDataset {
     pub published_at_index: u64,
 }
 
+impl PublishedDataset {
+    /// The inline value, if the dataset is one.
+    pub fn value(&self) -> Option<&Value> {
+        match &self.content {
+            Content::Value(value) => Some(value),
+            Content::Collection(_) => None,
+        }
+    }
+
+    /// The inline value as text, if the dataset is a valid UTF-8 value.
+    pub fn as_text(&self) -> Option<&str> {
+        self.value().and_then(Value::as_text)
+    }
+
+    /// The collection, if the dataset is one.
+    pub fn collection(&self) -> Option<&Collection> {
+        match &self.content {
+            Content::Value(_) => None,
+            Content::Collection(collection) => Some(collection),
+        }
+    }
+}
+
+/// What `dataset_info` tells about a persisted collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    /// The Arrow schema.
+    pub schema: SchemaRef,
+    /// Rows in all chunks.
+    pub rows: u64,
+    /// Bytes of all chunk files.
+    pub bytes: u64,
+    /// Workers that held each chunk when it was published.
+    pub replicas: u32,
+    /// The chunks in order, with where they live.
+    pub chunks: Vec<ChunkInfo>,
+}
+
 /// What `dataset_info` tells about a dataset, without its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatasetInfo {
     /// The name.
     pub name: String,
@@ -130,4 +181,6 @@ pub struct DatasetInfo {
     pub publisher: String,
     /// The log index of the publish.
     pub published_at_index: u64,
+    /// Schema, rows, chunks and locations of a persisted collection.
+    pub collection: Option<CollectionInfo>,
 }

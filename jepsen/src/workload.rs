@@ -238,7 +238,11 @@ pub fn classify(f: OpFn, error: &Error) -> OpType {
         | Error::InvalidArgument { .. }
         | Error::SessionExpired { .. }
         | Error::InvalidAddress { .. }
-        | Error::Membership { .. } => OpType::Fail,
+        | Error::Membership { .. }
+        | Error::NotEnoughWorkers { .. }
+        | Error::OtherCluster { .. }
+        // Workers could not store the data: the publish itself was never sent.
+        | Error::Unavailable { .. } => OpType::Fail,
         Error::Timeout { .. } | Error::Protocol { .. } => unanswered(f),
     }
 }
@@ -259,7 +263,7 @@ pub async fn execute(client: &Client, f: OpFn, key: Option<&str>, value: Option<
         OpFn::Unpublish => client.unpublish_dataset(key).await.map(|_| Completion::ok(None)),
         OpFn::Get => match client.get_dataset(key).await {
             Ok(dataset) => Ok(Completion::ok(Some(
-                String::from_utf8_lossy(&dataset.value.data).into_owned(),
+                String::from_utf8_lossy(dataset.value().map_or(&[][..], |value| &value.data)).into_owned(),
             ))),
             Err(Error::NotFound { .. }) => Ok(Completion::ok(None)),
             Err(error) => Err(error),

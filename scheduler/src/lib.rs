@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`catalog`]: dataset names, entries, limits and errors (pure, no I/O).
+//! - [`registry`]: the worker registry's types (ids, records, states).
 //! - [`control`]: the replicated control state — the catalog and client sessions —
 //!   and its deterministic `apply` (implements `cairn_raft::ReplicatedState`).
 //! - [`server`]: one replica's gRPC server (Catalog, Admin, Raft transport), the
@@ -10,6 +11,7 @@
 
 pub mod catalog;
 pub mod control;
+pub mod registry;
 pub mod server;
 
 pub use server::{run, SchedulerConfig, SchedulerError};

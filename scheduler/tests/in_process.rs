@@ -47,6 +47,7 @@ impl InProcessCluster {
                 },
                 request_timeout: Duration::from_secs(3),
                 injected_bugs: Default::default(),
+                worker_timeout: Duration::from_secs(10),
             };
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(cairn_scheduler::run(config, listener, async move {
@@ -124,7 +125,7 @@ async fn catalog_survives_the_leader_stopping() -> anyhow::Result<()> {
     assert_eq!(names.len(), 20);
     assert_eq!(names.first().map(String::as_str), Some("d1"));
     assert_eq!(names.last().map(String::as_str), Some("after"));
-    assert_eq!(client.get_dataset("d7").await?.value.as_text(), Some("7"));
+    assert_eq!(client.get_dataset("d7").await?.as_text(), Some("7"));
     Ok(())
 }
 

@@ -16,8 +16,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn_cli::local_cluster::{plan_cluster, wait_for_leader, LocalCluster};
+use cairn_cli::local_cluster::{plan_cluster, plan_workers, wait_for_leader, wait_for_workers, LocalCluster};
 use cairn_client::{Client, ClientOptions};
+
+pub mod data;
 
 /// Timing flags that make elections quick and snapshots frequent in tests.
 pub const FAST_TIMING: [&str; 4] = ["--heartbeat-ms", "50", "--election-timeout-ms", "120-200"];
@@ -64,6 +66,69 @@ impl TestCluster {
         let test_cluster = TestCluster { cluster, dir };
         test_cluster.leader().await?;
         Ok(test_cluster)
+    }
+
+    /// Starts `schedulers` schedulers and `workers` workers, each worker with
+    /// `memory_limit` and `worker_extra` flags, and waits until every worker is alive
+    /// in the registry.
+    pub async fn start_with_workers(
+        schedulers: u64,
+        workers: u64,
+        memory_limit: &str,
+        worker_extra: &[&str],
+    ) -> anyhow::Result<TestCluster> {
+        let mut test_cluster = TestCluster::start(schedulers, &["--worker-timeout-ms", "3000"]).await?;
+        let dir = test_cluster.dir.path().to_path_buf();
+        plan_workers(&mut test_cluster.cluster.file, &dir, workers, 0, memory_limit)?;
+        let mut args = vec!["--heartbeat-ms".to_string(), "200".to_string()];
+        args.extend(worker_extra.iter().map(|arg| arg.to_string()));
+        test_cluster.cluster.set_worker_args(args);
+        test_cluster.cluster.start_workers()?;
+        test_cluster.wait_for_workers(workers as usize).await?;
+        Ok(test_cluster)
+    }
+
+    /// Waits until at least `count` workers are alive in the registry (30 s at most).
+    pub async fn wait_for_workers(&self, count: usize) -> anyhow::Result<Vec<cairn_client::WorkerInfo>> {
+        wait_for_workers(&self.cluster.addrs(), count, Duration::from_secs(30)).await
+    }
+
+    /// The chunk files (`*.arrow`) in worker `index`'s data dir.
+    pub fn chunk_files(&self, index: u64) -> Vec<PathBuf> {
+        let Some(entry) = self.cluster.file.workers.iter().find(|entry| entry.index == index) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(entry.data_dir.join("chunks"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|extension| extension == "arrow"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// Waits until worker `index`'s log says `needle` at least `times` times.
+    pub async fn wait_for_worker_log(&self, index: u64, needle: &str, times: usize) -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.worker_log(index);
+            if log.matches(needle).count() >= times {
+                return Ok(log);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("worker {index} did not log {needle:?} {times} times within 30 s:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The log of worker `index`.
+    pub fn worker_log(&self, index: u64) -> String {
+        std::fs::read_to_string(self.cluster.worker_log_path(index)).unwrap_or_default()
     }
 
     /// The current leader's id (waits up to 20 s for one a majority agrees on).

@@ -19,7 +19,7 @@ async fn published_datasets_behave_as_in_dask() -> anyhow::Result<()> {
         .await?;
     assert_eq!(bob.list_datasets().await?, vec!["negative_accounts"]);
     let dataset = bob.get_dataset("negative_accounts").await?;
-    assert_eq!(dataset.value.as_text(), Some("Alice,-100\nBob,-200"));
+    assert_eq!(dataset.as_text(), Some("Alice,-100\nBob,-200"));
 
     phase("a duplicate name is an error naming it, and changes nothing");
     let error = bob
@@ -32,7 +32,7 @@ async fn published_datasets_behave_as_in_dask() -> anyhow::Result<()> {
         "{error}"
     );
     assert_eq!(
-        alice.get_dataset("negative_accounts").await?.value.as_text(),
+        alice.get_dataset("negative_accounts").await?.as_text(),
         Some("Alice,-100\nBob,-200")
     );
 
@@ -41,7 +41,7 @@ async fn published_datasets_behave_as_in_dask() -> anyhow::Result<()> {
     bob.publish_datasets(vec![Dataset::new("negative_accounts", "replaced")], true)
         .await?;
     assert_eq!(
-        alice.get_dataset("negative_accounts").await?.value.as_text(),
+        alice.get_dataset("negative_accounts").await?.as_text(),
         Some("replaced")
     );
     assert_eq!(alice.list_datasets().await?, vec!["negative_accounts", "second"]);
@@ -84,7 +84,7 @@ async fn published_datasets_behave_as_in_dask() -> anyhow::Result<()> {
     let datasets = alice.datasets();
     datasets.insert("k", "v").await?;
     assert!(bob.datasets().contains("k").await?);
-    assert_eq!(bob.datasets().get("k").await?.value.as_text(), Some("v"));
+    assert_eq!(bob.datasets().get("k").await?.as_text(), Some("v"));
     assert!(
         datasets.insert("k", "w").await.is_err(),
         "insert of an existing key fails, as in Dask"

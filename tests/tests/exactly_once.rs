@@ -24,6 +24,7 @@ fn publish(client_id: &[u8], seq: u64, name: &str, value: &str) -> pb::PublishRe
                 content_type: "text/plain".to_string(),
             }),
             attributes: Default::default(),
+            persisted: None,
         }],
         r#override: false,
         publisher: "test".to_string(),

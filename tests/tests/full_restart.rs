@@ -37,7 +37,7 @@ async fn full_restart_keeps_every_dataset() -> anyhow::Result<()> {
     let client = cluster.client().await?;
     assert_eq!(client.list_datasets().await?, expected);
     assert_eq!(
-        client.get_dataset("last-before-kill").await?.value.as_text(),
+        client.get_dataset("last-before-kill").await?.as_text(),
         Some("acknowledged")
     );
     Ok(())

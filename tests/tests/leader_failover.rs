@@ -34,7 +34,7 @@ async fn leader_kill_loses_nothing_and_restarted_node_catches_up() -> anyhow::Re
     assert_eq!(names.len(), 101);
     for index in (0..100).step_by(7) {
         let dataset = client.get_dataset(&format!("ds-{index:03}")).await?;
-        assert_eq!(dataset.value.as_text(), Some(format!("value-{index}").as_str()));
+        assert_eq!(dataset.as_text(), Some(format!("value-{index}").as_str()));
     }
 
     phase("more writes while the node is down, so its log is purged past it");

@@ -1,7 +1,34 @@
-//! Cairn worker (not built yet): task execution, the chunk store holding Arrow
-//! `RecordBatch`es in memory, spill to disk as Arrow IPC, and serving chunks to
-//! peers and clients (SPEC §5).
+//! The Cairn worker: holds chunks (Arrow `RecordBatch`es) in memory and on disk,
+//! spills them when memory runs short, serves them over Arrow Flight, and registers
+//! with the schedulers (SPEC §1, §5).
 //!
-//! This crate is intentionally empty until the worker issue: nothing here pretends to
-//! run tasks. It will be the only crate that knows how chunks sit in memory and on
-//! disk.
+//! # Layout
+//!
+//! - [`chunk_key`]: [`ChunkKey`], the typed name of a chunk.
+//! - [`store`]: the chunk store — memory accounting, LRU spill to Arrow IPC files with
+//!   checksums, pause thresholds. The only place that knows how chunks sit in memory
+//!   and on disk.
+//! - [`flight`]: Arrow Flight `DoGet` / `DoPut` (uploads, and copies to replicas).
+//! - [`cluster_link`]: registration through Raft, the heartbeat stream to the leader,
+//!   release of unreferenced chunks.
+//! - [`identity`]: `worker.json`, the worker id and cluster of a data dir.
+//! - [`config`], [`error`], [`rss`]: configuration and byte sizes, errors, process RSS.
+//! - [`server`]: [`run`], one worker process.
+//!
+//! This crate knows nothing of Raft: it talks to the schedulers through
+//! `cairn-client`, which follows the leader.
+
+pub mod chunk_key;
+pub mod cluster_link;
+pub mod config;
+pub mod error;
+pub mod flight;
+pub mod identity;
+pub mod rss;
+pub mod server;
+pub mod store;
+
+pub use chunk_key::{ChunkKey, InvalidChunkKey};
+pub use config::{format_bytes, parse_bytes, WorkerConfig};
+pub use error::WorkerError;
+pub use server::run;

@@ -1,11 +1,15 @@
 //! Catalog entries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::limits::{validate_attributes, MAX_CONTENT_TYPE_BYTES, MAX_VALUE_BYTES};
+use super::limits::{
+    validate_attributes, MAX_CHUNKS_PER_DATASET, MAX_CHUNK_KEY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_REPLICAS,
+    MAX_SCHEMA_BYTES, MAX_VALUE_BYTES,
+};
 use super::{CatalogError, DatasetName};
+use crate::registry::WorkerId;
 
 /// A small value stored inline in the catalog (`client.datasets['k'] = 'v'`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,27 +24,101 @@ pub struct InlineValue {
 /// One chunk of a persisted collection, as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
-    /// The chunk's key on the workers.
+    /// The chunk's key on the workers (and its Flight ticket).
     pub key: String,
     /// Rows in the chunk.
     pub rows: u64,
-    /// Encoded size of the chunk.
+    /// Size of the chunk's Arrow IPC file.
     pub bytes: u64,
+    /// crc32c of the chunk's Arrow IPC file, as every holder verified it.
+    pub checksum: u32,
+    /// The workers that acknowledged the chunk as fsync'd, minus those that have
+    /// since reported it lost. A worker that is gone stays listed: its disk may come back.
+    pub locations: Vec<WorkerId>,
 }
 
-/// A collection whose chunks are computed and pinned on workers.
-///
-/// Designed now so that stored catalogs keep their format; workers and `persist`
-/// create these in a later issue, and no operation produces one yet.
+/// A collection whose chunks are held, pinned, on workers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistedCollection {
     /// The chunks in collection order.
     pub chunks: Vec<ChunkRef>,
-    /// The Arrow schema, as an Arrow IPC schema message.
+    /// The Arrow schema, as an encapsulated Arrow IPC schema message.
     #[serde(with = "serde_bytes")]
     pub schema_ipc: Vec<u8>,
-    /// How many workers hold each chunk.
+    /// How many distinct workers held each chunk durably when it was published.
     pub replicas: u32,
+}
+
+impl PersistedCollection {
+    /// Rows in all chunks.
+    pub fn rows(&self) -> u64 {
+        self.chunks.iter().map(|chunk| chunk.rows).sum()
+    }
+
+    /// Bytes of all chunk files.
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|chunk| chunk.bytes).sum()
+    }
+
+    /// Checks the collection's shape (no state needed): replicas, chunk keys,
+    /// locations, sizes.
+    pub fn validate(&self, name: &str) -> Result<(), CatalogError> {
+        let invalid = |reason: String| CatalogError::InvalidCollection {
+            name: name.to_string(),
+            reason,
+        };
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            return Err(invalid(format!(
+                "replicas must be between 1 and {MAX_REPLICAS}, not {}",
+                self.replicas
+            )));
+        }
+        if self.schema_ipc.is_empty() || self.schema_ipc.len() > MAX_SCHEMA_BYTES {
+            return Err(invalid(format!(
+                "the schema must be 1 to {MAX_SCHEMA_BYTES} bytes of Arrow IPC, not {}",
+                self.schema_ipc.len()
+            )));
+        }
+        if self.chunks.len() > MAX_CHUNKS_PER_DATASET {
+            return Err(invalid(format!(
+                "{} chunks; a dataset has at most {MAX_CHUNKS_PER_DATASET}",
+                self.chunks.len()
+            )));
+        }
+        for chunk in &self.chunks {
+            if !valid_chunk_key(&chunk.key) {
+                return Err(invalid(format!(
+                    "chunk key {:?} is not 1 to {MAX_CHUNK_KEY_BYTES} ASCII letters, digits, '-', '_' or '.'",
+                    chunk.key.chars().take(64).collect::<String>()
+                )));
+            }
+            let distinct: BTreeSet<&WorkerId> = chunk.locations.iter().collect();
+            if distinct.len() != chunk.locations.len() {
+                return Err(invalid(format!("chunk {} lists a worker twice", chunk.key)));
+            }
+            if (distinct.len() as u64) < u64::from(self.replicas) {
+                return Err(invalid(format!(
+                    "chunk {} is held by {} worker(s), fewer than the {} replicas asked for",
+                    chunk.key,
+                    distinct.len(),
+                    self.replicas
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `key` is a chunk key the workers accept (the same rule as
+/// `cairn_worker::ChunkKey`): 1 to 128 ASCII letters, digits, `-`, `_`, `.`, not
+/// starting with `.`.
+pub fn valid_chunk_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_CHUNK_KEY_BYTES
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
 }
 
 /// An un-persisted collection: the graph that computes it, recomputed on every get.
@@ -93,9 +171,10 @@ pub struct DatasetEntry {
     pub order: u64,
 }
 
-/// One name to publish, as a client sends it.
+/// One name to publish, as the first version of the log recorded it (inline values
+/// only). Kept so that logs written before persisted collections still decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishItem {
+pub struct LegacyPublishItem {
     /// The name.
     pub name: DatasetName,
     /// The value.
@@ -104,20 +183,63 @@ pub struct PublishItem {
     pub attributes: BTreeMap<String, String>,
 }
 
+impl From<LegacyPublishItem> for PublishItem {
+    fn from(item: LegacyPublishItem) -> PublishItem {
+        PublishItem {
+            name: item.name,
+            kind: EntryKind::Value(item.value),
+            attributes: item.attributes,
+        }
+    }
+}
+
+/// One name to publish, as a client sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishItem {
+    /// The name.
+    pub name: DatasetName,
+    /// What it holds: an inline value or a persisted collection (views come with
+    /// task graphs).
+    pub kind: EntryKind,
+    /// User attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
 impl PublishItem {
-    /// Checks the value and metadata limits.
+    /// An inline value.
+    pub fn value(name: DatasetName, value: InlineValue, attributes: BTreeMap<String, String>) -> PublishItem {
+        PublishItem {
+            name,
+            kind: EntryKind::Value(value),
+            attributes,
+        }
+    }
+
+    /// Checks the value, collection and metadata limits.
     pub fn validate(&self) -> Result<(), CatalogError> {
         let name = self.name.as_str();
-        if self.value.data.len() > MAX_VALUE_BYTES {
+        match &self.kind {
+            EntryKind::Value(value) => Self::validate_value(name, value)?,
+            EntryKind::Persisted(collection) => collection.validate(name)?,
+            EntryKind::View(_) => {
+                return Err(CatalogError::InvalidCollection {
+                    name: name.to_string(),
+                    reason: "views (un-persisted graphs) cannot be published yet".to_string(),
+                })
+            }
+        }
+        validate_attributes(name, &self.attributes)
+    }
+
+    fn validate_value(name: &str, value: &InlineValue) -> Result<(), CatalogError> {
+        if value.data.len() > MAX_VALUE_BYTES {
             return Err(CatalogError::ValueTooLarge {
                 name: name.to_string(),
-                bytes: self.value.data.len(),
+                bytes: value.data.len(),
                 limit: MAX_VALUE_BYTES,
             });
         }
-        if self.value.content_type.len() > MAX_CONTENT_TYPE_BYTES
-            || self.value.content_type.chars().any(char::is_control)
-        {
+        if value.content_type.len() > MAX_CONTENT_TYPE_BYTES || value.content_type.chars().any(char::is_control) {
             return Err(CatalogError::InvalidMetadata {
                 name: name.to_string(),
                 reason: format!(
@@ -125,14 +247,25 @@ impl PublishItem {
                 ),
             });
         }
-        validate_attributes(name, &self.attributes)
+        Ok(())
     }
 
-    /// Bytes this item adds to a publish.
+    /// Bytes this item adds to a publish (its stored size, near enough).
     pub fn size(&self) -> usize {
+        let content = match &self.kind {
+            EntryKind::Value(value) => value.data.len() + value.content_type.len(),
+            EntryKind::Persisted(collection) => {
+                collection.schema_ipc.len()
+                    + collection
+                        .chunks
+                        .iter()
+                        .map(|chunk| chunk.key.len() + 24 + 8 * chunk.locations.len())
+                        .sum::<usize>()
+            }
+            EntryKind::View(view) => view.graph.len(),
+        };
         self.name.as_str().len()
-            + self.value.data.len()
-            + self.value.content_type.len()
+            + content
             + self
                 .attributes
                 .iter()

@@ -61,6 +61,34 @@ pub enum CatalogError {
         /// Which limit.
         reason: String,
     },
+    /// A persisted collection is malformed (replicas, chunk keys, locations).
+    #[error("dataset '{name}': {reason}")]
+    InvalidCollection {
+        /// The dataset.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A persisted collection names a worker the registry does not know.
+    #[error("dataset '{name}': chunk {chunk} is placed on worker {worker}, which is not registered")]
+    UnknownWorker {
+        /// The dataset.
+        name: String,
+        /// The chunk.
+        chunk: String,
+        /// The worker.
+        worker: String,
+    },
+    /// More replicas were asked for than there are live workers.
+    #[error("dataset '{name}' asks for {replicas} replicas, but only {live} worker(s) are alive")]
+    NotEnoughWorkers {
+        /// The dataset.
+        name: String,
+        /// Replicas asked for.
+        replicas: u32,
+        /// Live workers.
+        live: usize,
+    },
     /// The client's session is unknown or has expired, so a retried request can no
     /// longer be matched to its first outcome.
     #[error("the client session has expired or is unknown; reconnect and check whether the last write took effect")]

@@ -15,6 +15,14 @@ pub const MAX_ATTRIBUTES: usize = 64;
 pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
 /// The longest attribute value.
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 4096;
+/// The most chunks one persisted dataset may have.
+pub const MAX_CHUNKS_PER_DATASET: usize = 100_000;
+/// The longest chunk key (the workers' rule).
+pub const MAX_CHUNK_KEY_BYTES: usize = 128;
+/// The most replicas of a chunk.
+pub const MAX_REPLICAS: u32 = 16;
+/// The largest Arrow IPC schema message.
+pub const MAX_SCHEMA_BYTES: usize = 1024 * 1024;
 /// The longest content type.
 pub const MAX_CONTENT_TYPE_BYTES: usize = 256;
 

@@ -5,10 +5,13 @@ mod error;
 mod limits;
 mod name;
 
-pub use entry::{ChunkRef, DatasetEntry, EntryKind, InlineValue, PersistedCollection, PublishItem, ViewCollection};
+pub use entry::{
+    valid_chunk_key, ChunkRef, DatasetEntry, EntryKind, InlineValue, LegacyPublishItem, PersistedCollection,
+    PublishItem, ViewCollection,
+};
 pub use error::CatalogError;
 pub use limits::{
-    validate_attributes, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_CONTENT_TYPE_BYTES,
-    MAX_PUBLISH_BYTES, MAX_VALUE_BYTES,
+    validate_attributes, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_CHUNKS_PER_DATASET,
+    MAX_CHUNK_KEY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_PUBLISH_BYTES, MAX_REPLICAS, MAX_SCHEMA_BYTES, MAX_VALUE_BYTES,
 };
 pub use name::{DatasetName, MAX_NAME_BYTES};

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{CatalogError, DatasetName, PublishItem};
+use crate::catalog::{CatalogError, DatasetName, LegacyPublishItem, PublishItem};
+use crate::registry::{WorkerId, WorkerRegistration};
 
 /// The id a client picks (16 random bytes) when it connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -31,10 +32,11 @@ pub struct RequestId {
 /// A catalog change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operation {
-    /// Publish one or several names atomically.
+    /// Publish one or several inline values atomically (the log's first format; new
+    /// proposals use [`Operation::PublishEntries`]).
     Publish {
         /// The names and values.
-        items: Vec<PublishItem>,
+        items: Vec<LegacyPublishItem>,
         /// Replace existing names instead of failing.
         override_existing: bool,
         /// Who publishes.
@@ -44,6 +46,16 @@ pub enum Operation {
     Unpublish {
         /// The name.
         name: DatasetName,
+    },
+    /// Publish one or several names atomically: inline values and persisted
+    /// collections.
+    PublishEntries {
+        /// The names and what they hold.
+        items: Vec<PublishItem>,
+        /// Replace existing names instead of failing.
+        override_existing: bool,
+        /// Who publishes.
+        publisher: String,
     },
 }
 
@@ -66,6 +78,28 @@ pub enum ControlCommand {
         /// What to change.
         operation: Operation,
     },
+    /// A worker registers, or registers again after a restart, a silence or a
+    /// leader change. Idempotent.
+    RegisterWorker {
+        /// What the worker says about itself.
+        registration: WorkerRegistration,
+        /// The leader's wall clock when it proposed the command, in ms since the epoch.
+        now_ms: u64,
+    },
+    /// The leader has not heard from a worker for longer than the timeout.
+    WorkerGone {
+        /// The worker.
+        worker: WorkerId,
+        /// The leader's wall clock when it proposed the command, in ms since the epoch.
+        now_ms: u64,
+    },
+    /// A worker found chunks corrupt or missing: it no longer holds them.
+    ChunksLost {
+        /// The worker.
+        worker: WorkerId,
+        /// The chunk keys.
+        keys: Vec<String>,
+    },
 }
 
 /// A successful write.
@@ -85,4 +119,9 @@ pub enum ControlOutcome {
     SessionOpened,
     /// The write's outcome.
     Write(WriteOutcome),
+    /// A registry change was applied at this log index.
+    Registry {
+        /// The log index.
+        log_index: u64,
+    },
 }

@@ -9,10 +9,12 @@ use cairn_storage::Row;
 use super::command::{ClientId, ControlCommand, ControlOutcome, Operation, WriteAck, WriteOutcome};
 use super::sessions::{Admission, Session, Sessions};
 use crate::catalog::{CatalogError, DatasetEntry, DatasetName, EntryKind, PublishItem, MAX_PUBLISH_BYTES};
+use crate::registry::{WorkerId, WorkerRecord, WorkerRegistration, WorkerState};
 
 /// Row key prefixes in the `state` column.
 const DATASET_PREFIX: &[u8] = b"d/";
 const SESSION_PREFIX: &[u8] = b"s/";
+const WORKER_PREFIX: &[u8] = b"w/";
 const NEXT_ORDER_KEY: &[u8] = b"m/next_order";
 const CLOCK_KEY: &[u8] = b"m/clock";
 
@@ -30,6 +32,11 @@ pub struct ControlState {
     clock_ms: u64,
     /// Client sessions for exactly-once writes.
     sessions: Sessions,
+    /// The worker registry.
+    workers: BTreeMap<WorkerId, WorkerRecord>,
+    /// Which published datasets refer to each chunk key (derived from `datasets`,
+    /// never stored): a chunk no dataset refers to may be deleted by its workers.
+    chunk_index: BTreeMap<String, BTreeSet<DatasetName>>,
 }
 
 fn dataset_key(name: &DatasetName) -> Vec<u8> {
@@ -38,6 +45,19 @@ fn dataset_key(name: &DatasetName) -> Vec<u8> {
 
 fn session_key(client: &ClientId) -> Vec<u8> {
     [SESSION_PREFIX, client.0.as_slice()].concat()
+}
+
+fn worker_key(worker: &WorkerId) -> Vec<u8> {
+    [WORKER_PREFIX, worker.0.to_be_bytes().as_slice()].concat()
+}
+
+/// The chunk keys of an entry, if it holds chunks.
+fn chunk_keys(entry: &DatasetEntry) -> impl Iterator<Item = &String> {
+    let chunks = match &entry.kind {
+        EntryKind::Persisted(collection) => collection.chunks.as_slice(),
+        EntryKind::Value(_) | EntryKind::View(_) => &[],
+    };
+    chunks.iter().map(|chunk| &chunk.key)
 }
 
 fn load_error(what: &str, error: impl std::fmt::Display) -> LoadError {
@@ -67,6 +87,89 @@ impl ControlState {
         self.sessions.len()
     }
 
+    /// Published datasets in publish order.
+    pub fn entries_in_order(&self) -> Vec<&DatasetEntry> {
+        self.by_order
+            .values()
+            .filter_map(|name| self.datasets.get(name))
+            .collect()
+    }
+
+    /// Every registered worker, in registration order.
+    pub fn workers(&self) -> Vec<&WorkerRecord> {
+        let mut workers: Vec<&WorkerRecord> = self.workers.values().collect();
+        workers.sort_by_key(|record| (record.first_registered_index, record.worker));
+        workers
+    }
+
+    /// One worker.
+    pub fn worker(&self, worker: &WorkerId) -> Option<&WorkerRecord> {
+        self.workers.get(worker)
+    }
+
+    /// How many workers the registry believes alive.
+    pub fn live_worker_count(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|record| record.state == WorkerState::Alive)
+            .count()
+    }
+
+    /// The keys among `keys` that no published dataset refers to.
+    pub fn unreferenced<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        keys.into_iter()
+            .filter(|key| !self.chunk_index.contains_key(*key))
+            .cloned()
+            .collect()
+    }
+
+    /// Records that `entry`'s chunks are referred to by it (`add`) or no longer (`!add`).
+    fn index_chunks(&mut self, entry: &DatasetEntry, add: bool) {
+        for key in chunk_keys(entry) {
+            if add {
+                self.chunk_index
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(entry.name.clone());
+                continue;
+            }
+            if let Some(names) = self.chunk_index.get_mut(key) {
+                names.remove(&entry.name);
+                if names.is_empty() {
+                    self.chunk_index.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Checks a publish against the registry: every location is a registered worker,
+    /// and no more replicas are asked for than workers are alive.
+    fn check_placement(&self, items: &[PublishItem]) -> Result<(), CatalogError> {
+        for item in items {
+            let EntryKind::Persisted(collection) = &item.kind else {
+                continue;
+            };
+            let live = self.live_worker_count();
+            if collection.replicas as usize > live {
+                return Err(CatalogError::NotEnoughWorkers {
+                    name: item.name.to_string(),
+                    replicas: collection.replicas,
+                    live,
+                });
+            }
+            for chunk in &collection.chunks {
+                if let Some(unknown) = chunk.locations.iter().find(|worker| !self.workers.contains_key(worker)) {
+                    return Err(CatalogError::UnknownWorker {
+                        name: item.name.to_string(),
+                        chunk: chunk.key.clone(),
+                        worker: unknown.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a publish without changing anything; shared by the server (before
     /// proposing) and `apply` (deterministically, again).
     pub fn check_publish(items: &[PublishItem]) -> Result<(), CatalogError> {
@@ -74,6 +177,7 @@ impl ControlState {
             return Err(CatalogError::NothingToPublish);
         }
         let mut seen = BTreeSet::new();
+        let mut chunk_keys_seen = BTreeSet::new();
         let mut total = 0usize;
         for item in items {
             if !seen.insert(&item.name) {
@@ -82,6 +186,16 @@ impl ControlState {
                 });
             }
             item.validate()?;
+            if let EntryKind::Persisted(collection) = &item.kind {
+                for chunk in &collection.chunks {
+                    if !chunk_keys_seen.insert(&chunk.key) {
+                        return Err(CatalogError::InvalidCollection {
+                            name: item.name.to_string(),
+                            reason: format!("chunk {} appears twice in one publish", chunk.key),
+                        });
+                    }
+                }
+            }
             total += item.size();
         }
         if total > MAX_PUBLISH_BYTES {
@@ -102,6 +216,7 @@ impl ControlState {
         writes: &mut StateWrites,
     ) -> WriteOutcome {
         Self::check_publish(&items)?;
+        self.check_placement(&items)?;
         if !override_existing {
             let existing: Vec<String> = items
                 .iter()
@@ -124,7 +239,7 @@ impl ControlState {
             };
             let entry = DatasetEntry {
                 name: item.name.clone(),
-                kind: EntryKind::Value(item.value),
+                kind: item.kind,
                 attributes: item.attributes,
                 publisher: publisher.clone(),
                 published_at_index: log_index,
@@ -139,7 +254,10 @@ impl ControlState {
                     });
                 }
             }
-            self.datasets.insert(item.name, entry);
+            self.index_chunks(&entry, true);
+            if let Some(previous) = self.datasets.insert(item.name, entry) {
+                self.index_chunks(&previous, false);
+            }
         }
         writes.put(NEXT_ORDER_KEY.to_vec(), self.next_order.to_be_bytes().to_vec());
         Ok(WriteAck { log_index })
@@ -150,8 +268,62 @@ impl ControlState {
             return Err(CatalogError::NotFound { name: name.to_string() });
         };
         self.by_order.remove(&entry.order);
+        self.index_chunks(&entry, false);
         writes.delete(dataset_key(&name));
         Ok(WriteAck { log_index })
+    }
+
+    /// Drops `worker` from the locations of the chunks `lost(key)` says it lost.
+    fn drop_locations(&mut self, worker: WorkerId, lost: impl Fn(&str) -> bool, writes: &mut StateWrites) {
+        for entry in self.datasets.values_mut() {
+            let EntryKind::Persisted(collection) = &mut entry.kind else {
+                continue;
+            };
+            let mut changed = false;
+            for chunk in &mut collection.chunks {
+                if chunk.locations.contains(&worker) && lost(&chunk.key) {
+                    chunk.locations.retain(|location| *location != worker);
+                    changed = true;
+                }
+            }
+            if changed {
+                match codec::encode("dataset entry", &*entry) {
+                    Ok(bytes) => writes.put(dataset_key(&entry.name), bytes),
+                    Err(error) => tracing::error!(%error, "cannot encode a dataset entry"),
+                }
+            }
+        }
+    }
+
+    fn write_worker(&self, worker: &WorkerId, writes: &mut StateWrites) {
+        match self.workers.get(worker).map(|record| codec::encode("worker", record)) {
+            Some(Ok(bytes)) => writes.put(worker_key(worker), bytes),
+            Some(Err(error)) => tracing::error!(%worker, %error, "cannot encode a worker record"),
+            None => writes.delete(worker_key(worker)),
+        }
+    }
+
+    fn register_worker(&mut self, registration: WorkerRegistration, log_index: u64, writes: &mut StateWrites) {
+        let worker = registration.worker;
+        let first_registered_index = self
+            .workers
+            .get(&worker)
+            .map_or(log_index, |record| record.first_registered_index);
+        self.workers.insert(
+            worker,
+            WorkerRecord {
+                worker,
+                addr: registration.addr,
+                nthreads: registration.nthreads,
+                memory_limit: registration.memory_limit,
+                state: WorkerState::Alive,
+                first_registered_index,
+                registered_index: log_index,
+            },
+        );
+        self.write_worker(&worker, writes);
+        let held: BTreeSet<String> = registration.chunks.into_iter().collect();
+        self.drop_locations(worker, |key| !held.contains(key), writes);
     }
 
     fn write_session(&self, client: ClientId, writes: &mut StateWrites) {
@@ -205,6 +377,14 @@ impl ControlState {
                                 items,
                                 override_existing,
                                 publisher,
+                            } => {
+                                let items = items.into_iter().map(PublishItem::from).collect();
+                                self.publish(items, override_existing, publisher, log_index, writes)
+                            }
+                            Operation::PublishEntries {
+                                items,
+                                override_existing,
+                                publisher,
                             } => self.publish(items, override_existing, publisher, log_index, writes),
                             Operation::Unpublish { name } => self.unpublish(name, log_index, writes),
                         };
@@ -214,6 +394,24 @@ impl ControlState {
                 };
                 self.write_session(client, writes);
                 ControlOutcome::Write(outcome)
+            }
+            ControlCommand::RegisterWorker { registration, now_ms } => {
+                self.advance_clock(now_ms, writes);
+                self.register_worker(registration, log_index, writes);
+                ControlOutcome::Registry { log_index }
+            }
+            ControlCommand::WorkerGone { worker, now_ms } => {
+                self.advance_clock(now_ms, writes);
+                if let Some(record) = self.workers.get_mut(&worker) {
+                    record.state = WorkerState::Gone;
+                    self.write_worker(&worker, writes);
+                }
+                ControlOutcome::Registry { log_index }
+            }
+            ControlCommand::ChunksLost { worker, keys } => {
+                let lost: BTreeSet<String> = keys.into_iter().collect();
+                self.drop_locations(worker, |key| lost.contains(key), writes);
+                ControlOutcome::Registry { log_index }
             }
         }
     }
@@ -234,6 +432,7 @@ impl ReplicatedState for ControlState {
                     ));
                 }
                 state.by_order.insert(entry.order, entry.name.clone());
+                state.index_chunks(&entry, true);
                 state.datasets.insert(entry.name.clone(), entry);
             } else if let Some(client) = key.strip_prefix(SESSION_PREFIX) {
                 let client: [u8; 16] = client
@@ -241,6 +440,15 @@ impl ReplicatedState for ControlState {
                     .map_err(|_| load_error("session", "a session key is not 16 bytes"))?;
                 let session: Session = codec::decode("session", &value).map_err(|e| load_error("session", e))?;
                 state.sessions.insert_loaded(ClientId(client), session);
+            } else if key.starts_with(WORKER_PREFIX) {
+                let record: WorkerRecord = codec::decode("worker", &value).map_err(|e| load_error("worker", e))?;
+                if key != worker_key(&record.worker) {
+                    return Err(load_error(
+                        "worker",
+                        format!("row {key:?} holds worker {}", record.worker),
+                    ));
+                }
+                state.workers.insert(record.worker, record);
             } else if key == NEXT_ORDER_KEY {
                 state.next_order = u64::from_be_bytes(
                     value
@@ -290,6 +498,7 @@ mod tests {
     use crate::catalog::InlineValue;
     use crate::control::command::RequestId;
     use crate::control::sessions::SESSION_TTL_MS;
+    use crate::registry::{WorkerId, WorkerRegistration};
 
     /// Applies commands and mirrors their row writes into a map, as RocksDB would.
     struct Harness {
@@ -335,14 +544,14 @@ mod tests {
     }
 
     fn item(name: &str, value: &str) -> PublishItem {
-        PublishItem {
-            name: DatasetName::parse(name).expect("valid"),
-            value: InlineValue {
+        PublishItem::value(
+            DatasetName::parse(name).expect("valid"),
+            InlineValue {
                 data: value.as_bytes().to_vec(),
                 content_type: "text/plain".to_string(),
             },
-            attributes: BTreeMap::new(),
-        }
+            BTreeMap::new(),
+        )
     }
 
     /// A write whose client has had no reply yet since seq 1 (so nothing is forgotten).
@@ -366,7 +575,7 @@ mod tests {
         write(
             seq,
             1_000,
-            Operation::Publish {
+            Operation::PublishEntries {
                 items,
                 override_existing,
                 publisher: "test".to_string(),
@@ -513,6 +722,166 @@ mod tests {
         ));
         assert_eq!(error_of(outcome), CatalogError::SessionExpired);
         assert_eq!(harness.reloaded().session_count(), 1, "expiry is durable");
+    }
+
+    fn register(worker: u64, chunks: &[&str]) -> ControlCommand {
+        ControlCommand::RegisterWorker {
+            registration: WorkerRegistration {
+                worker: WorkerId(worker),
+                addr: format!("127.0.0.1:{}", 7200 + worker),
+                nthreads: 2,
+                memory_limit: 1 << 30,
+                chunks: chunks.iter().map(|key| key.to_string()).collect(),
+            },
+            now_ms: 1_000,
+        }
+    }
+
+    fn collection(keys: &[&str], workers: &[u64], replicas: u32) -> PublishItem {
+        PublishItem {
+            name: DatasetName::parse("placeholder").expect("valid"),
+            kind: EntryKind::Persisted(crate::catalog::PersistedCollection {
+                chunks: keys
+                    .iter()
+                    .map(|key| crate::catalog::ChunkRef {
+                        key: key.to_string(),
+                        rows: 10,
+                        bytes: 100,
+                        checksum: 7,
+                        locations: workers.iter().map(|worker| WorkerId(*worker)).collect(),
+                    })
+                    .collect(),
+                schema_ipc: vec![1, 2, 3],
+                replicas,
+            }),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn named(mut item: PublishItem, name: &str) -> PublishItem {
+        item.name = DatasetName::parse(name).expect("valid");
+        item
+    }
+
+    fn locations(state: &ControlState, name: &str, chunk: usize) -> Vec<WorkerId> {
+        match &state
+            .get(&DatasetName::parse(name).expect("valid"))
+            .expect("published")
+            .kind
+        {
+            EntryKind::Persisted(collection) => collection.chunks[chunk].locations.clone(),
+            other => panic!("not a collection: {other:?}"),
+        }
+    }
+
+    /// Persisted collections are placed only on registered workers, with no more
+    /// replicas than live workers; chunk references follow publish, override and
+    /// unpublish, so a chunk is unreferenced exactly when no dataset holds it.
+    #[test]
+    fn collections_pin_their_chunks_until_unpublished() {
+        let mut harness = Harness::new();
+        harness.apply(&open(1_000));
+        let refused = error_of(harness.apply(&publish(1, vec![named(collection(&["c1"], &[1], 1), "d")], false)));
+        assert!(
+            matches!(refused, CatalogError::NotEnoughWorkers { live: 0, .. }),
+            "{refused:?}"
+        );
+        harness.apply(&register(1, &[]));
+        harness.apply(&register(2, &[]));
+        let refused = error_of(harness.apply(&publish(2, vec![named(collection(&["c1"], &[9], 1), "d")], false)));
+        assert!(matches!(refused, CatalogError::UnknownWorker { .. }), "{refused:?}");
+        let refused = error_of(harness.apply(&publish(3, vec![named(collection(&["c1"], &[1], 2), "d")], false)));
+        assert!(matches!(refused, CatalogError::InvalidCollection { .. }), "{refused:?}");
+        let refused = error_of(harness.apply(&publish(4, vec![named(collection(&["c1"], &[1, 2], 3), "d")], false)));
+        assert!(matches!(refused, CatalogError::InvalidCollection { .. }), "{refused:?}");
+        assert!(harness.state.list().is_empty(), "nothing refused was published");
+
+        harness.apply(&publish(
+            5,
+            vec![named(collection(&["c1", "c2"], &[1, 2], 2), "d")],
+            false,
+        ));
+        let all: Vec<String> = ["c1", "c2", "c9"].iter().map(|key| key.to_string()).collect();
+        assert_eq!(harness.state.unreferenced(&all), ["c9"]);
+        harness.apply(&publish(6, vec![named(collection(&["c3"], &[1], 1), "d")], true));
+        assert_eq!(
+            harness.state.unreferenced(&all),
+            ["c1", "c2", "c9"],
+            "override releases the old chunks"
+        );
+        harness.apply(&unpublish(7, "d"));
+        let with_c3: Vec<String> = vec!["c3".to_string()];
+        assert_eq!(
+            harness.state.unreferenced(&with_c3),
+            ["c3"],
+            "unpublish releases the chunks"
+        );
+        let reloaded = harness.reloaded();
+        assert_eq!(reloaded.workers().len(), 2);
+        assert_eq!(reloaded.unreferenced(&all), harness.state.unreferenced(&all));
+    }
+
+    /// A worker that re-registers without a chunk, or reports it lost, is dropped from
+    /// that chunk's locations (durably); a gone worker stays listed, since its disk may
+    /// come back; registering again makes it alive.
+    #[test]
+    fn lost_chunks_leave_the_locations() {
+        let mut harness = Harness::new();
+        harness.apply(&open(1_000));
+        harness.apply(&register(1, &[]));
+        harness.apply(&register(2, &[]));
+        harness.apply(&publish(
+            1,
+            vec![named(collection(&["c1", "c2"], &[1, 2], 2), "d")],
+            false,
+        ));
+        harness.apply(&ControlCommand::WorkerGone {
+            worker: WorkerId(2),
+            now_ms: 2_000,
+        });
+        assert_eq!(harness.state.live_worker_count(), 1);
+        assert_eq!(locations(&harness.state, "d", 0), [WorkerId(1), WorkerId(2)]);
+        harness.apply(&register(2, &["c2"]));
+        assert_eq!(harness.state.live_worker_count(), 2);
+        assert_eq!(
+            locations(&harness.state, "d", 0),
+            [WorkerId(1)],
+            "worker 2 came back without c1"
+        );
+        assert_eq!(locations(&harness.state, "d", 1), [WorkerId(1), WorkerId(2)]);
+        harness.apply(&ControlCommand::ChunksLost {
+            worker: WorkerId(1),
+            keys: vec!["c2".to_string()],
+        });
+        assert_eq!(locations(&harness.state, "d", 1), [WorkerId(2)]);
+        let reloaded = harness.reloaded();
+        assert_eq!(locations(&reloaded, "d", 0), [WorkerId(1)]);
+        assert_eq!(locations(&reloaded, "d", 1), [WorkerId(2)]);
+    }
+
+    /// Log entries of the first format (inline values only) still apply.
+    #[test]
+    fn legacy_publishes_still_apply() {
+        let mut harness = Harness::new();
+        harness.apply(&open(1_000));
+        let legacy = write(
+            1,
+            1_000,
+            Operation::Publish {
+                items: vec![crate::catalog::LegacyPublishItem {
+                    name: DatasetName::parse("old").expect("valid"),
+                    value: InlineValue {
+                        data: b"v".to_vec(),
+                        content_type: "text/plain".to_string(),
+                    },
+                    attributes: BTreeMap::new(),
+                }],
+                override_existing: false,
+                publisher: "old client".to_string(),
+            },
+        );
+        harness.apply(&legacy);
+        assert_eq!(harness.state.list(), ["old"]);
     }
 
     /// Garbage command bytes are an error outcome, not a panic.

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::consensus::Consensus;
+use super::convert::worker_status;
 use super::error::ServerError;
+use super::liveness::Liveness;
 use super::reconfig::check_quorum_after;
 
 /// How much longer than a plain request a new node may take to catch up.
@@ -22,12 +24,18 @@ pub struct AdminService {
     consensus: Consensus,
     /// This replica's cluster identity, for status.
     identity: ClusterIdentity,
+    /// The leader's memory of worker heartbeats, for status.
+    liveness: Liveness,
 }
 
 impl AdminService {
     /// The service over `consensus`.
-    pub fn new(consensus: Consensus, identity: ClusterIdentity) -> AdminService {
-        AdminService { consensus, identity }
+    pub fn new(consensus: Consensus, identity: ClusterIdentity, liveness: Liveness) -> AdminService {
+        AdminService {
+            consensus,
+            identity,
+            liveness,
+        }
     }
 
     /// The voters (id → address) after applying `change` to the current ones, and
@@ -75,7 +83,14 @@ fn member(member: &Member) -> pb::Member {
 impl Admin for AdminService {
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
         let status = self.consensus.replica.status().await;
-        let datasets = self.consensus.state.read(|state| state.dataset_count() as u64);
+        let (datasets, workers) = self.consensus.state.read(|state| {
+            let workers = state
+                .workers()
+                .into_iter()
+                .map(|record| worker_status(record, self.liveness.last(&record.worker).as_ref()))
+                .collect();
+            (state.dataset_count() as u64, workers)
+        });
         Ok(Response::new(pb::StatusReply {
             node_id: status.node_id,
             cluster_id: self.identity.current().unwrap_or_default(),
@@ -89,6 +104,7 @@ impl Admin for AdminService {
             members: status.members.iter().map(member).collect(),
             datasets,
             snapshot_index: status.snapshot_index,
+            workers,
         }))
     }
 

@@ -1,14 +1,13 @@
 //! The `Catalog` gRPC service: publish, unpublish, get, info, list.
 
-use std::collections::BTreeMap;
-
 use cairn_proto::v1 as pb;
 use cairn_proto::v1::catalog_server::Catalog;
 use tonic::{Request, Response, Status};
 
 use super::consensus::{now_ms, Consensus};
+use super::convert::{entry_reply, info_reply, publish_item};
 use super::error::ServerError;
-use crate::catalog::{CatalogError, DatasetEntry, DatasetName, EntryKind, InlineValue, PublishItem};
+use crate::catalog::{CatalogError, DatasetName};
 use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState, Operation, RequestId};
 
 /// Serves the dataset catalog of one replica.
@@ -39,9 +38,11 @@ impl CatalogService {
                 log_index: ack.log_index,
             }),
             ControlOutcome::Write(Err(error)) => Err(ServerError::Catalog(error)),
-            ControlOutcome::SessionOpened => Err(ServerError::Unavailable {
-                reason: "a write returned a session outcome".to_string(),
-            }),
+            other @ (ControlOutcome::SessionOpened | ControlOutcome::Registry { .. }) => {
+                Err(ServerError::Unavailable {
+                    reason: format!("a write returned {other:?}"),
+                })
+            }
         }
     }
 
@@ -55,7 +56,7 @@ impl CatalogService {
     ) -> Result<pb::WriteReply, ServerError> {
         self.consensus.replica.ensure_leader()?;
         let refused = self.read(|state| match &operation {
-            Operation::Publish {
+            Operation::PublishEntries {
                 items,
                 override_existing: false,
                 ..
@@ -114,56 +115,6 @@ fn request_id(request: Option<pb::RequestId>) -> Result<RequestId, ServerError> 
     })
 }
 
-fn publish_item(item: pb::PublishItem) -> Result<PublishItem, ServerError> {
-    let name = DatasetName::parse(&item.name)?;
-    let value = item.value.unwrap_or_default();
-    Ok(PublishItem {
-        name,
-        value: InlineValue {
-            data: value.data,
-            content_type: value.content_type,
-        },
-        attributes: item.attributes.into_iter().collect::<BTreeMap<_, _>>(),
-    })
-}
-
-fn entry_reply(entry: &DatasetEntry) -> pb::DatasetEntry {
-    let kind = match &entry.kind {
-        EntryKind::Value(value) => Some(pb::dataset_entry::Kind::Value(pb::InlineValue {
-            data: value.data.clone(),
-            content_type: value.content_type.clone(),
-        })),
-        EntryKind::Persisted(_) | EntryKind::View(_) => None,
-    };
-    pb::DatasetEntry {
-        name: entry.name.to_string(),
-        kind,
-        attributes: entry.attributes.clone().into_iter().collect(),
-        publisher: entry.publisher.clone(),
-        published_at_index: entry.published_at_index,
-    }
-}
-
-fn info_reply(entry: &DatasetEntry) -> pb::DatasetInfo {
-    let (content_type, bytes) = match &entry.kind {
-        EntryKind::Value(value) => (value.content_type.clone(), value.data.len() as u64),
-        EntryKind::Persisted(collection) => (
-            "application/vnd.apache.arrow.stream".to_string(),
-            collection.chunks.iter().map(|chunk| chunk.bytes).sum(),
-        ),
-        EntryKind::View(_) => (String::new(), 0),
-    };
-    pb::DatasetInfo {
-        name: entry.name.to_string(),
-        kind: entry.kind.label().to_string(),
-        content_type,
-        bytes,
-        attributes: entry.attributes.clone().into_iter().collect(),
-        publisher: entry.publisher.clone(),
-        published_at_index: entry.published_at_index,
-    }
-}
-
 #[tonic::async_trait]
 impl Catalog for CatalogService {
     async fn open_session(
@@ -193,7 +144,7 @@ impl Catalog for CatalogService {
             .map(publish_item)
             .collect::<Result<Vec<_>, _>>()?;
         ControlState::check_publish(&items).map_err(ServerError::from)?;
-        let operation = Operation::Publish {
+        let operation = Operation::PublishEntries {
             items,
             override_existing: request.r#override,
             publisher: request.publisher,
@@ -211,7 +162,7 @@ impl Catalog for CatalogService {
     async fn get(&self, request: Request<pb::NameRequest>) -> Result<Response<pb::DatasetEntry>, Status> {
         let name = DatasetName::parse(&request.into_inner().name).map_err(ServerError::from)?;
         self.consensus.read_barrier().await?;
-        let reply = self.read(|state| state.get(&name).map(entry_reply));
+        let reply = self.read(|state| state.get(&name).map(|entry| entry_reply(state, entry)));
         let reply = reply.ok_or_else(|| ServerError::Catalog(CatalogError::NotFound { name: name.to_string() }))?;
         Ok(Response::new(reply))
     }
@@ -219,7 +170,7 @@ impl Catalog for CatalogService {
     async fn info(&self, request: Request<pb::NameRequest>) -> Result<Response<pb::DatasetInfo>, Status> {
         let name = DatasetName::parse(&request.into_inner().name).map_err(ServerError::from)?;
         self.consensus.read_barrier().await?;
-        let reply = self.read(|state| state.get(&name).map(info_reply));
+        let reply = self.read(|state| state.get(&name).map(|entry| info_reply(state, entry)));
         let reply = reply.ok_or_else(|| ServerError::Catalog(CatalogError::NotFound { name: name.to_string() }))?;
         Ok(Response::new(reply))
     }

@@ -58,6 +58,14 @@ pub enum ServerError {
         /// Why.
         reason: String,
     },
+    /// A worker's data dir belongs to another cluster.
+    #[error("the worker's data dir belongs to cluster {worker_cluster}, but this is cluster {cluster}; give the worker its own data dir")]
+    OtherCluster {
+        /// The cluster recorded in the worker's data dir.
+        worker_cluster: String,
+        /// This cluster.
+        cluster: String,
+    },
 }
 
 fn not_leader_message(leader_id: &Option<NodeId>, leader_addr: &Option<String>) -> String {
@@ -78,6 +86,10 @@ impl ServerError {
                     (Code::InvalidArgument, "too-large")
                 }
                 CatalogError::InvalidName { .. } => (Code::InvalidArgument, "invalid-name"),
+                CatalogError::NotEnoughWorkers { .. } | CatalogError::UnknownWorker { .. } => {
+                    (Code::FailedPrecondition, "not-enough-workers")
+                }
+                CatalogError::InvalidCollection { .. } => (Code::InvalidArgument, "invalid-argument"),
                 CatalogError::DuplicateName { .. }
                 | CatalogError::NothingToPublish
                 | CatalogError::InvalidMetadata { .. }
@@ -88,6 +100,7 @@ impl ServerError {
             ServerError::Unavailable { .. } => (Code::Unavailable, "unavailable"),
             ServerError::InvalidRequest { .. } => (Code::InvalidArgument, "invalid-argument"),
             ServerError::Membership { .. } => (Code::FailedPrecondition, "membership"),
+            ServerError::OtherCluster { .. } => (Code::FailedPrecondition, "other-cluster"),
         }
     }
 }

@@ -5,14 +5,20 @@ mod admin_service;
 mod bugs;
 mod catalog_service;
 mod consensus;
+mod convert;
 mod error;
+mod flight_service;
+mod liveness;
 mod reconfig;
+mod worker_service;
 
 use std::future::Future;
 use std::time::Duration;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
 use cairn_proto::v1::admin_server::AdminServer;
 use cairn_proto::v1::catalog_server::CatalogServer;
+use cairn_proto::v1::worker_registry_server::WorkerRegistryServer;
 use cairn_raft::network::MAX_MESSAGE_BYTES;
 use cairn_raft::{NodeConfig, OpenError, RaftNode};
 use tokio::net::TcpListener;
@@ -23,6 +29,9 @@ pub use bugs::{InjectedBugs, BUG_NAMES};
 pub use catalog_service::CatalogService;
 pub use consensus::Consensus;
 pub use error::{ServerError, ERROR_KIND_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY};
+pub use flight_service::CatalogFlightService;
+pub use liveness::Liveness;
+pub use worker_service::WorkerService;
 
 use crate::control::ControlState;
 
@@ -35,6 +44,8 @@ pub struct SchedulerConfig {
     pub request_timeout: Duration,
     /// Deliberate bugs for the fault-injection suite (none unless asked for).
     pub injected_bugs: InjectedBugs,
+    /// How long the leader waits without a heartbeat before it marks a worker gone.
+    pub worker_timeout: Duration,
 }
 
 /// Why a scheduler stopped with an error.
@@ -73,17 +84,35 @@ pub async fn run(
         request_timeout: config.request_timeout,
         injected_bugs: config.injected_bugs,
     };
+    let liveness = Liveness::default();
+    let monitor = tokio::spawn(liveness::monitor(
+        consensus.clone(),
+        liveness.clone(),
+        config.worker_timeout,
+    ));
     let catalog = CatalogServer::new(CatalogService::new(consensus.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminService::new(consensus, node.identity.clone()));
+    let workers = WorkerRegistryServer::new(WorkerService::new(
+        consensus.clone(),
+        node.identity.clone(),
+        liveness.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let flight = FlightServiceServer::new(CatalogFlightService::new(consensus.clone()))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(AdminService::new(consensus, node.identity.clone(), liveness));
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(node.transport())
         .add_service(catalog)
+        .add_service(workers)
+        .add_service(flight)
         .add_service(admin)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
+    monitor.abort();
     tracing::info!(node = node.node_id, "scheduler stopping");
     node.replica().shutdown().await;
     served.map_err(|source| SchedulerError::Serve { source })

@@ -1,0 +1,96 @@
+//! A worker holds a published dataset four times its memory limit: chunks spill to
+//! disk as Arrow IPC, the process's peak RSS stays within 1.2× the limit, and every
+//! byte reads back identical (spilled chunks come back transparently).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, FixedSizeBinaryArray, Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use cairn_client::PublishOptions;
+use cairn_tests::{phase, TestCluster};
+use futures::TryStreamExt;
+
+/// Bytes of payload per row.
+const PAYLOAD: i32 = 1008;
+/// Rows per chunk: 8 MiB chunks.
+const CHUNK_ROWS: usize = 8 * 1024;
+/// Chunks: 128 × 8 MiB = 1 GiB.
+const CHUNKS: usize = 128;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("payload", DataType::FixedSizeBinary(PAYLOAD), false),
+    ]))
+}
+
+/// Chunk `index`: deterministic, different in every chunk.
+fn chunk(index: usize) -> RecordBatch {
+    let first = (index * CHUNK_ROWS) as i64;
+    let ids = Int64Array::from_iter_values(first..first + CHUNK_ROWS as i64);
+    let values = Float64Array::from_iter_values((0..CHUNK_ROWS).map(|row| (first as f64 + row as f64).sqrt()));
+    let mut bytes = vec![0u8; CHUNK_ROWS * PAYLOAD as usize];
+    let mut state = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for word in bytes.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = word.len();
+        word.copy_from_slice(&state.to_le_bytes()[..len]);
+    }
+    let payload = FixedSizeBinaryArray::try_new(PAYLOAD, bytes.into(), None)
+        .unwrap_or_else(|error| panic!("a valid payload: {error}"));
+    let columns: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(values), Arc::new(payload)];
+    RecordBatch::try_new(schema(), columns).unwrap_or_else(|error| panic!("a valid chunk: {error}"))
+}
+
+fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    cairn_worker::rss::status_field_bytes(&status, "VmHWM").ok_or_else(|| anyhow::anyhow!("no VmHWM"))
+}
+
+/// 1 GiB published to one worker with `--memory-limit 256MiB`: peak RSS (VmHWM)
+/// ≤ 1.2 × 256 MiB while publishing and while reading back, and the data is
+/// byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holds_four_times_its_memory() -> anyhow::Result<()> {
+    let limit: u64 = 256 * 1024 * 1024;
+    let cluster = TestCluster::start_with_workers(3, 1, "256MiB", &[]).await?;
+    let pid = cluster
+        .cluster
+        .worker_pid(1)
+        .ok_or_else(|| anyhow::anyhow!("worker 1 is not running"))?;
+    let client = cluster.client().await?;
+
+    phase("publish 1 GiB in 8 MiB chunks");
+    let batches = futures::stream::iter((0..CHUNKS).map(|index| Ok::<_, arrow::error::ArrowError>(chunk(index))));
+    let options = PublishOptions {
+        chunk_rows: CHUNK_ROWS,
+        ..Default::default()
+    };
+    client.publish_batches("big", schema(), batches, options).await?;
+    let after_publish = peak_rss(pid)?;
+    eprintln!("peak RSS after publishing 1 GiB: {} MiB", after_publish >> 20);
+
+    phase("read everything back, chunk by chunk");
+    let collection = client.get_collection("big").await?;
+    assert_eq!(collection.chunks().len(), CHUNKS);
+    let mut stream = std::pin::pin!(collection.stream());
+    let mut index = 0;
+    while let Some(batch) = stream.try_next().await? {
+        assert!(batch == chunk(index), "chunk {index} differs");
+        index += 1;
+    }
+    assert_eq!(index, CHUNKS);
+    let after_read = peak_rss(pid)?;
+    eprintln!("peak RSS after reading 1 GiB back: {} MiB", after_read >> 20);
+    let ratio = after_read as f64 / limit as f64;
+    assert!(ratio <= 1.2, "peak RSS is {ratio:.2}× the memory limit");
+    let workers = client.workers().await?;
+    assert!(
+        workers[0].spilled_bytes > 0 || workers[0].managed_bytes < limit,
+        "{workers:?}"
+    );
+    Ok(())
+}

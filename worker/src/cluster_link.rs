@@ -1,0 +1,210 @@
+//! The worker's link to the schedulers: registration through Raft, then one
+//! long-lived heartbeat stream to the leader, re-established (with a fresh
+//! registration) whenever it breaks or the leader changes.
+//!
+//! The leader's replies say which of this worker's chunks no published dataset
+//! refers to. A chunk that a dataset referred to earlier in this process's life is
+//! deleted at once (it was unpublished or overridden); one never seen referenced (an
+//! upload whose publish has not come, or never will) only after the orphan grace.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use cairn_client::wire as pb;
+use cairn_client::{Client, ClientOptions, Error as ClientError};
+
+use crate::config::WorkerConfig;
+use crate::error::WorkerError;
+use crate::flight::WorkerData;
+use crate::identity::WorkerIdentity;
+use crate::rss::process_rss;
+use crate::ChunkKey;
+
+/// The pause between attempts to reach the cluster.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// What the link remembers across heartbeats.
+struct ChunkAges {
+    /// When each chunk was first reported in this process's life.
+    first_seen: HashMap<String, Instant>,
+    /// Chunks some published dataset referred to at some heartbeat.
+    seen_referenced: HashSet<String>,
+}
+
+/// Registers, heartbeats, and deletes released chunks, until the task is dropped or
+/// the cluster refuses this worker's data dir (returned as an error).
+pub async fn run_link(
+    config: WorkerConfig,
+    mut identity: WorkerIdentity,
+    addr: String,
+    data: WorkerData,
+) -> Result<(), WorkerError> {
+    let options = ClientOptions {
+        timeout: Duration::from_secs(5),
+        attempt_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let mut ages = ChunkAges {
+        first_seen: HashMap::new(),
+        seen_referenced: HashSet::new(),
+    };
+    loop {
+        let client = match Client::connect_with(&config.cluster, options.clone()).await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach the schedulers; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+        };
+        match register(&client, &config, &mut identity, &addr, &data).await {
+            Ok(()) => {}
+            Err(ClientError::OtherCluster { message }) => {
+                return Err(WorkerError::OtherCluster {
+                    data_dir: config.data_dir.clone(),
+                    message,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "registration failed; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+        }
+        if let Err(error) = heartbeat(&client, &config, &identity, &data, &mut ages).await {
+            tracing::info!(%error, "heartbeat stream ended; registering again");
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Registers this worker with every chunk it holds, and records the cluster id in
+/// its data dir on the first registration.
+async fn register(
+    client: &Client,
+    config: &WorkerConfig,
+    identity: &mut WorkerIdentity,
+    addr: &str,
+    data: &WorkerData,
+) -> Result<(), ClientError> {
+    let chunks = data
+        .store
+        .chunks()
+        .into_iter()
+        .map(|chunk| chunk.key.to_string())
+        .collect();
+    let reply = client
+        .register_worker(pb::RegisterWorkerRequest {
+            worker_id: identity.worker_id.clone(),
+            cluster_id: identity.cluster_id.clone(),
+            addr: addr.to_string(),
+            nthreads: config.nthreads,
+            memory_limit: config.memory_limit,
+            chunks,
+        })
+        .await?;
+    if identity.cluster_id.is_empty() {
+        identity.cluster_id = reply.cluster_id;
+        let (saved, dir) = (identity.clone(), config.data_dir.clone());
+        match tokio::task::spawn_blocking(move || saved.save(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "cannot record the cluster id in the data dir"),
+            Err(error) => tracing::error!(%error, "cannot record the cluster id in the data dir"),
+        }
+    }
+    tracing::info!(worker = %identity.worker_id, %addr, log_index = reply.log_index, "registered with the cluster");
+    Ok(())
+}
+
+/// One heartbeat's content.
+fn beat(config: &WorkerConfig, identity: &WorkerIdentity, data: &WorkerData) -> pb::WorkerHeartbeat {
+    let stats = data.store.stats();
+    let lost = std::mem::take(&mut *data.lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    pb::WorkerHeartbeat {
+        worker_id: identity.worker_id.clone(),
+        managed_bytes: stats.managed_bytes,
+        spilled_bytes: stats.spilled_bytes,
+        rss_bytes: process_rss().unwrap_or(0),
+        memory_limit: config.memory_limit,
+        paused: stats.paused.unwrap_or_default(),
+        chunks: data
+            .store
+            .chunks()
+            .into_iter()
+            .map(|chunk| chunk.key.to_string())
+            .collect(),
+        lost,
+    }
+}
+
+/// Heartbeats until the stream breaks or the leader asks for a new registration.
+async fn heartbeat(
+    client: &Client,
+    config: &WorkerConfig,
+    identity: &WorkerIdentity,
+    data: &WorkerData,
+    ages: &mut ChunkAges,
+) -> Result<(), String> {
+    let first = beat(config, identity, data);
+    let mut reported = first.chunks.clone();
+    let mut stream = client.open_heartbeats(first).await.map_err(|error| error.to_string())?;
+    let mut tick = tokio::time::interval(config.heartbeat_interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            reply = stream.replies.message() => {
+                let reply = reply.map_err(|status| status.message().to_string())?.ok_or("the leader closed the stream")?;
+                if reply.reregister {
+                    return Err("the leader does not know this worker as alive".to_string());
+                }
+                release(config, data, ages, &reported, reply.unreferenced).await;
+            }
+            _ = tick.tick() => {
+                let next = beat(config, identity, data);
+                reported = next.chunks.clone();
+                stream.outbound.send(next).await.map_err(|_| "the heartbeat stream closed".to_string())?;
+            }
+        }
+    }
+}
+
+/// Deletes the unreferenced chunks whose time has come.
+async fn release(
+    config: &WorkerConfig,
+    data: &WorkerData,
+    ages: &mut ChunkAges,
+    reported: &[String],
+    unreferenced: Vec<String>,
+) {
+    let now = Instant::now();
+    let unreferenced: HashSet<String> = unreferenced.into_iter().collect();
+    for key in reported {
+        ages.first_seen.entry(key.clone()).or_insert(now);
+        if !unreferenced.contains(key) {
+            ages.seen_referenced.insert(key.clone());
+        }
+    }
+    for key in unreferenced {
+        let was_published = ages.seen_referenced.contains(&key);
+        let orphan_expired = ages
+            .first_seen
+            .get(&key)
+            .is_some_and(|first| now.duration_since(*first) >= config.orphan_grace);
+        if !was_published && !orphan_expired {
+            continue;
+        }
+        let Ok(chunk) = ChunkKey::parse(&key) else {
+            continue;
+        };
+        let store = data.store.clone();
+        match tokio::task::spawn_blocking(move || store.delete(&chunk)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(chunk = %key, was_published, "released an unreferenced chunk");
+                ages.first_seen.remove(&key);
+                ages.seen_referenced.remove(&key);
+            }
+            Ok(Err(error)) => tracing::warn!(chunk = %key, %error, "cannot delete a released chunk"),
+            Err(error) => tracing::warn!(chunk = %key, %error, "a delete task failed"),
+        }
+    }
+}

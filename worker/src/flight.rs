@@ -1,0 +1,347 @@
+//! The worker's Arrow Flight service: `DoGet` (ticket = chunk key → the chunk as an
+//! Arrow IPC stream) and `DoPut` (a chunk uploaded by a client or copied from a peer,
+//! acknowledged once it is fsync'd here and on every replica asked for).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightClient, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
+    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use cairn_proto::v1 as pb;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Endpoint;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::store::{ChunkStore, StoreError, StoredChunk};
+use crate::ChunkKey;
+
+/// The largest gRPC message a worker accepts or sends.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Uploads send a chunk in messages of up to this size, so that a chunk of the
+/// usual size arrives as one message and decodes without a copy.
+pub const MAX_UPLOAD_MESSAGE_BYTES: usize = MAX_MESSAGE_BYTES / 2;
+/// The largest chunk a worker accepts in one upload.
+pub const MAX_CHUNK_BYTES: usize = 1024 * 1024 * 1024;
+/// Metadata key holding a stable error kind (as the schedulers' `cairn-error`).
+pub const ERROR_KIND_KEY: &str = "cairn-error";
+/// How long a copy to a replica may take before the upload fails.
+const REPLICATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the Flight service shares with the rest of the worker.
+#[derive(Clone)]
+pub struct WorkerData {
+    /// This worker's id (16 hex digits).
+    pub worker_id: String,
+    /// The chunks.
+    pub store: ChunkStore,
+    /// Chunks found corrupt since the last heartbeat, reported to the leader.
+    pub lost: Arc<Mutex<Vec<String>>>,
+    /// Chunks received at once that this worker stores without copying them on: an
+    /// upload waiting for a permit is not read, so HTTP/2 flow control holds its
+    /// bytes at the sender instead of in memory here.
+    pub upload_permits: Arc<tokio::sync::Semaphore>,
+    /// The same for uploads this worker copies on to other workers. A separate pool:
+    /// a forwarding upload waits on a copy at another worker, and if both kinds shared
+    /// one pool, two workers forwarding to each other could each hold every permit
+    /// the other's copy needs.
+    pub forwarding_permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl WorkerData {
+    /// Notes a chunk found corrupt, for the next heartbeat.
+    fn report_lost(&self, key: &ChunkKey) {
+        self.lost
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(key.to_string());
+    }
+}
+
+fn status_with_kind(code: tonic::Code, kind: &'static str, message: String) -> Status {
+    let mut status = Status::new(code, message);
+    status
+        .metadata_mut()
+        .insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+    status
+}
+
+/// The one mapping of store errors to gRPC statuses.
+fn store_status(error: StoreError) -> Status {
+    let message = error.to_string();
+    match error {
+        StoreError::Paused { .. } | StoreError::DiskFull { .. } | StoreError::WriteFailed { .. } => {
+            status_with_kind(tonic::Code::Unavailable, "worker-paused", message)
+        }
+        StoreError::Busy { .. } => status_with_kind(tonic::Code::Unavailable, "worker-busy", message),
+        StoreError::NotFound { .. } => status_with_kind(tonic::Code::NotFound, "chunk-not-found", message),
+        StoreError::Corrupt { .. } => status_with_kind(tonic::Code::DataLoss, "chunk-corrupt", message),
+        _ => status_with_kind(tonic::Code::Internal, "worker-storage", message),
+    }
+}
+
+fn invalid(message: String) -> Status {
+    status_with_kind(tonic::Code::InvalidArgument, "invalid-argument", message)
+}
+
+/// Runs a store call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|error| Status::internal(format!("a store task failed: {error}")))?
+        .map_err(store_status)
+}
+
+/// The acknowledgement of a stored chunk.
+fn stored_reply(stored: &StoredChunk, holders: Vec<String>) -> pb::ChunkStored {
+    pb::ChunkStored {
+        key: stored.key.to_string(),
+        rows: stored.rows,
+        bytes: stored.file_bytes,
+        checksum: stored.checksum.unwrap_or(0),
+        holders,
+    }
+}
+
+/// Copies `batch` to the worker at `addr` (which stores it durably) and returns its
+/// acknowledgement.
+pub async fn put_chunk(
+    addr: &str,
+    key: &ChunkKey,
+    batch: RecordBatch,
+    replicate_to: Vec<pb::ChunkLocation>,
+) -> Result<pb::ChunkStored, Status> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|error| Status::invalid_argument(format!("bad worker address {addr}: {error}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    let inner = FlightServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut client = FlightClient::new_from_inner(inner);
+    let upload = pb::ChunkUpload {
+        key: key.to_string(),
+        replicate_to,
+    };
+    let descriptor = FlightDescriptor::new_cmd(upload.encode_to_vec());
+    let data = FlightDataEncoderBuilder::new()
+        .with_max_flight_data_size(MAX_UPLOAD_MESSAGE_BYTES)
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::once(async move { Ok(batch) }));
+    let mut results = client.do_put(data).await.map_err(Status::from)?;
+    let result = results
+        .try_next()
+        .await
+        .map_err(Status::from)?
+        .ok_or_else(|| Status::internal(format!("worker {addr} acknowledged nothing for chunk {key}")))?;
+    pb::ChunkStored::decode(result.app_metadata)
+        .map_err(|error| Status::internal(format!("worker {addr} sent an undecodable acknowledgement: {error}")))
+}
+
+/// Serves this worker's chunks.
+pub struct WorkerFlightService {
+    /// The chunks and what is reported about them.
+    data: WorkerData,
+}
+
+impl WorkerFlightService {
+    /// The service over `data`.
+    pub fn new(data: WorkerData) -> WorkerFlightService {
+        WorkerFlightService { data }
+    }
+
+    /// Reads an upload's first message, which carries its descriptor.
+    async fn descriptor(stream: &mut Streaming<FlightData>) -> Result<(pb::ChunkUpload, FlightData), Status> {
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| invalid("an upload sent nothing".to_string()))?;
+        let descriptor = first
+            .flight_descriptor
+            .clone()
+            .ok_or_else(|| invalid("an upload's first message must carry a descriptor".to_string()))?;
+        let upload = pb::ChunkUpload::decode(descriptor.cmd.clone())
+            .map_err(|error| invalid(format!("the upload descriptor is not a ChunkUpload: {error}")))?;
+        ChunkKey::parse(&upload.key).map_err(|error| invalid(error.to_string()))?;
+        Ok((upload, first))
+    }
+
+    /// Receives the rest of one uploaded chunk: its batches, as one.
+    async fn receive(
+        upload: &pb::ChunkUpload,
+        first: FlightData,
+        stream: Streaming<FlightData>,
+    ) -> Result<RecordBatch, Status> {
+        let rest = stream.map_err(|status| FlightError::Tonic(Box::new(status)));
+        let all = futures::stream::once(async move { Ok(first) }).chain(rest);
+        let mut decoded = FlightRecordBatchStream::new_from_flight_data(all);
+        let mut batches = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(batch) = decoded.try_next().await.map_err(Status::from)? {
+            bytes += batch.get_array_memory_size();
+            if bytes > MAX_CHUNK_BYTES {
+                return Err(invalid(format!(
+                    "chunk {} is over {MAX_CHUNK_BYTES} bytes; upload smaller chunks",
+                    upload.key
+                )));
+            }
+            batches.push(batch);
+        }
+        let schema = decoded
+            .schema()
+            .cloned()
+            .ok_or_else(|| invalid(format!("the upload of chunk {} carried no schema", upload.key)))?;
+        let batch = match batches.len() {
+            1 => batches.pop().unwrap_or_else(|| RecordBatch::new_empty(schema.clone())),
+            _ => concat_batches(&schema, &batches).map_err(|error| invalid(error.to_string()))?,
+        };
+        Ok(batch)
+    }
+}
+
+#[tonic::async_trait]
+impl FlightService for WorkerFlightService {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("no authentication: no handshake is needed"))
+    }
+
+    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        Err(Status::unimplemented(
+            "ask a scheduler: it lists published datasets (ListFlights, GetFlightInfo)",
+        ))
+    }
+
+    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        Err(Status::unimplemented("ask a scheduler for flight infos"))
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("ask a scheduler for flight infos"))
+    }
+
+    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        Err(Status::unimplemented("ask a scheduler for schemas"))
+    }
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let ticket = request.into_inner().ticket;
+        let key = std::str::from_utf8(&ticket)
+            .ok()
+            .and_then(|text| ChunkKey::parse(text).ok())
+            .ok_or_else(|| invalid("a ticket is a chunk key".to_string()))?;
+        let store = self.data.store.clone();
+        let lookup = key.clone();
+        let batch = match blocking(move || store.get(&lookup)).await {
+            Ok(batch) => batch,
+            Err(status) => {
+                if status.code() == tonic::Code::DataLoss {
+                    tracing::error!(chunk = %key, error = %status.message(), "corrupt chunk dropped, not served");
+                    self.data.report_lost(&key);
+                }
+                return Err(status);
+            }
+        };
+        let stream = FlightDataEncoderBuilder::new()
+            .build(futures::stream::once(async move { Ok(batch) }))
+            .map_err(Status::from);
+        Ok(Response::new(stream.boxed()))
+    }
+
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        if let Some(reason) = self.data.store.paused() {
+            return Err(store_status(StoreError::Paused { reason }));
+        }
+        let mut stream = request.into_inner();
+        let (upload, first) = Self::descriptor(&mut stream).await?;
+        let permits = if upload.replicate_to.is_empty() {
+            &self.data.upload_permits
+        } else {
+            &self.data.forwarding_permits
+        };
+        let _permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the worker is stopping"))?;
+        let batch = Self::receive(&upload, first, stream).await?;
+        let key = ChunkKey::parse(&upload.key).map_err(|error| invalid(error.to_string()))?;
+        let store = self.data.store.clone();
+        let (stored_key, stored_batch) = (key.clone(), batch.clone());
+        let stored = blocking(move || store.put_durable(stored_key, stored_batch)).await?;
+        let mut holders = vec![self.data.worker_id.clone()];
+        let copies = upload.replicate_to.iter().map(|target| {
+            let (key, batch) = (key.clone(), batch.clone());
+            async move {
+                let copy = put_chunk(&target.addr, &key, batch, Vec::new());
+                match tokio::time::timeout(REPLICATION_TIMEOUT, copy).await {
+                    Ok(result) => result.map_err(|status| (target, status)),
+                    Err(_) => Err((target, Status::deadline_exceeded("no answer"))),
+                }
+            }
+        });
+        for copied in futures::future::join_all(copies).await {
+            match copied {
+                Ok(ack) if Some(ack.checksum) == stored.checksum => holders.extend(ack.holders),
+                Ok(ack) => {
+                    return Err(Status::data_loss(format!(
+                        "replica of chunk {key} has checksum {:08x}, this worker wrote {:08x?}",
+                        ack.checksum, stored.checksum
+                    )))
+                }
+                Err((target, status)) => {
+                    return Err(Status::unavailable(format!(
+                        "cannot copy chunk {key} to worker {} at {}: {}",
+                        target.worker_id,
+                        target.addr,
+                        status.message()
+                    )))
+                }
+            }
+        }
+        tracing::debug!(chunk = %key, rows = stored.rows, holders = holders.len(), "chunk stored");
+        let reply = PutResult {
+            app_metadata: stored_reply(&stored, holders).encode_to_vec().into(),
+        };
+        Ok(Response::new(futures::stream::once(async move { Ok(reply) }).boxed()))
+    }
+
+    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        Err(Status::unimplemented("no actions"))
+    }
+
+    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        Ok(Response::new(futures::stream::empty().boxed()))
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("no exchange"))
+    }
+}

@@ -1,0 +1,32 @@
+//! The process's resident memory, as the kernel counts it.
+
+/// A `/proc/<pid>/status` field in bytes (`VmRSS`, `VmHWM`…), or None where it
+/// cannot be read.
+pub fn status_field_bytes(status_text: &str, field: &str) -> Option<u64> {
+    let line = status_text
+        .lines()
+        .find(|line| line.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes * 1024)
+}
+
+/// The resident set size of this process in bytes, or None where it cannot be read.
+pub fn process_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_field_bytes(&status, "VmRSS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's kB figures are read as bytes, and a missing field is None.
+    #[test]
+    fn reads_status_fields() {
+        let text = "Name:\tcairn\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(status_field_bytes(text, "VmRSS"), Some(1024 * 1024));
+        assert_eq!(status_field_bytes(text, "VmHWM"), Some(2048 * 1024));
+        assert_eq!(status_field_bytes(text, "VmSwap"), None);
+        assert!(process_rss().is_some_and(|rss| rss > 0));
+    }
+}

@@ -1,0 +1,116 @@
+//! One worker process: opens its data dir and chunk store, serves Arrow Flight,
+//! links to the schedulers, and watches its memory.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::cluster_link::run_link;
+use crate::config::{format_bytes, WorkerConfig};
+use crate::error::WorkerError;
+use crate::flight::{WorkerData, WorkerFlightService, MAX_MESSAGE_BYTES};
+use crate::identity::WorkerIdentity;
+use crate::rss::process_rss;
+use crate::store::{ChunkStore, StoreConfig};
+
+/// How often the worker compares its RSS with the limits.
+const PRESSURE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Chunk uploads a worker receives at once (others wait, unread).
+const UPLOADS_AT_ONCE: usize = 2;
+
+/// The directory of chunk files inside a worker's data dir.
+pub const CHUNK_DIR: &str = "chunks";
+
+/// Runs a worker on `listener` until `shutdown` resolves or the cluster refuses it.
+pub async fn run(
+    config: WorkerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    let identity = tokio::task::spawn_blocking(move || WorkerIdentity::load_or_create(&data_dir))
+        .await
+        .map_err(|error| WorkerError::Config {
+            reason: error.to_string(),
+        })??;
+    let mut store_config = StoreConfig::new(config.data_dir.join(CHUNK_DIR), config.memory_limit);
+    store_config.target_fraction = config.target_fraction;
+    store_config.spill_fraction = config.spill_fraction;
+    store_config.pause_fraction = config.pause_fraction;
+    store_config.validate()?;
+    let (store, report) = tokio::task::spawn_blocking(move || ChunkStore::open(store_config))
+        .await
+        .map_err(|error| WorkerError::Config {
+            reason: error.to_string(),
+        })??;
+    for (key, reason) in &report.corrupt {
+        tracing::error!(chunk = %key, %reason, "corrupt chunk file dropped at start; it will not be served");
+    }
+    let local = listener.local_addr().map_err(|error| WorkerError::Io {
+        path: config.data_dir.clone(),
+        source: error,
+    })?;
+    let addr = config.advertise_addr.clone().unwrap_or_else(|| local.to_string());
+    tracing::info!(
+        worker = %identity.worker_id,
+        %addr,
+        chunks = report.chunks.len(),
+        corrupt = report.corrupt.len(),
+        memory_limit = %format_bytes(config.memory_limit),
+        "worker serving"
+    );
+    let data = WorkerData {
+        worker_id: identity.worker_id.clone(),
+        store: store.clone(),
+        lost: Arc::new(Mutex::new(Vec::new())),
+        upload_permits: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
+        forwarding_permits: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
+    };
+    let flight = FlightServiceServer::new(WorkerFlightService::new(data.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let pressure = tokio::spawn(watch_pressure(store));
+    let link = run_link(config, identity, addr, data);
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(flight)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let result = tokio::select! {
+        served = served => served.map_err(|source| WorkerError::Serve { source }),
+        linked = link => linked,
+    };
+    pressure.abort();
+    tracing::info!("worker stopping");
+    result
+}
+
+/// Feeds the process RSS to the store: it spills and pauses on RSS too.
+async fn watch_pressure(store: ChunkStore) {
+    let mut tick = tokio::time::interval(PRESSURE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(rss) = process_rss() else {
+            continue;
+        };
+        let store = store.clone();
+        let paused_before = store.paused();
+        let paused_after = tokio::task::spawn_blocking(move || {
+            store.check_pressure(rss);
+            store.paused()
+        })
+        .await
+        .unwrap_or(None);
+        match (&paused_before, &paused_after) {
+            (None, Some(reason)) => tracing::warn!(%reason, "worker paused: it accepts no new chunks"),
+            (Some(_), None) => tracing::info!("worker resumed: it accepts chunks again"),
+            _ => {}
+        }
+    }
+}
