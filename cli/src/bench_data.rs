@@ -19,11 +19,12 @@ use futures::TryStreamExt;
 use crate::local_cluster::{plan_cluster, plan_workers, wait_for_leader, wait_for_workers, LocalCluster};
 
 /// Bytes of payload per row of the generated data.
-const PAYLOAD: i32 = 1008;
+pub const PAYLOAD: i32 = 1008;
 /// Rows per generated chunk: 8 MiB chunks.
-const CHUNK_ROWS: usize = 8 * 1024;
+pub const CHUNK_ROWS: usize = 8 * 1024;
 
-fn schema() -> SchemaRef {
+/// The schema of the generated data: an id, a value, a 1008-byte payload.
+pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("value", DataType::Float64, false),
@@ -31,8 +32,9 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-/// An 8 MiB chunk of generated data, different for every `index`.
-fn generated_chunk(index: usize) -> anyhow::Result<RecordBatch> {
+/// An 8 MiB chunk of generated data, different for every `index` (shared with the
+/// memory test, which checks that every byte comes back).
+pub fn generated_chunk(index: usize) -> anyhow::Result<RecordBatch> {
     let first = (index * CHUNK_ROWS) as i64;
     let ids = Int64Array::from_iter_values(first..first + CHUNK_ROWS as i64);
     let values = Float64Array::from_iter_values((0..CHUNK_ROWS).map(|row| (first as f64 + row as f64).sqrt()));

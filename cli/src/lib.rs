@@ -16,7 +16,7 @@
 
 mod args;
 mod bench;
-mod bench_data;
+pub mod bench_data;
 mod cluster_cmd;
 mod datasets_cmd;
 mod discovery;

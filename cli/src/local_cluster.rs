@@ -226,14 +226,8 @@ impl LocalCluster {
             return Ok(());
         }
         let entry = self.worker_entry(index)?.clone();
-        std::fs::create_dir_all(&self.log_dir).with_context(|| format!("cannot create {}", self.log_dir.display()))?;
-        let log_path = self.worker_log_path(index);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("worker")
             .arg("--cluster")
             .arg(self.file.addrs().join(","))
@@ -244,12 +238,8 @@ impl LocalCluster {
             .arg("--memory-limit")
             .arg(&entry.memory_limit)
             .args(&self.worker_args)
-            .env_remove("CAIRN_CLUSTER")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot run {}", self.binary.display()))?;
+            .env_remove("CAIRN_CLUSTER");
+        let child = spawn_logged(command, &self.worker_log_path(index), &self.binary)?;
         self.worker_children.insert(index, child);
         Ok(())
     }
@@ -265,30 +255,12 @@ impl LocalCluster {
 
     /// Whether worker `index` is running (reaps it if it exited).
     pub fn worker_is_running(&mut self, index: u64) -> bool {
-        match self.worker_children.get_mut(&index) {
-            None => false,
-            Some(child) => match child.try_wait() {
-                Ok(None) => true,
-                Ok(Some(_)) | Err(_) => {
-                    self.worker_children.remove(&index);
-                    false
-                }
-            },
-        }
+        child_is_running(&mut self.worker_children, index)
     }
 
     /// Workers that exited by themselves since the last look, with their status.
     pub fn reap_exited_workers(&mut self) -> Vec<(u64, String)> {
-        let mut exited = Vec::new();
-        for (index, child) in &mut self.worker_children {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited.push((*index, status.to_string()));
-            }
-        }
-        for (index, _) in &exited {
-            self.worker_children.remove(index);
-        }
-        exited
+        reap_exited(&mut self.worker_children)
     }
 
     /// The process id of worker `index`, if it runs.
@@ -337,14 +309,8 @@ impl LocalCluster {
             return Ok(());
         }
         let entry = self.entry(id)?.clone();
-        std::fs::create_dir_all(&self.log_dir).with_context(|| format!("cannot create {}", self.log_dir.display()))?;
-        let log_path = self.log_dir.join(format!("scheduler-{id}.log"));
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("scheduler")
             .arg("--id")
             .arg(id.to_string())
@@ -356,12 +322,8 @@ impl LocalCluster {
             .arg(self.file.peers_arg())
             .arg("--cluster-token")
             .arg(&self.file.cluster_token)
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot run {}", self.binary.display()))?;
+            .args(&self.extra_args);
+        let child = spawn_logged(command, &self.log_path(id), &self.binary)?;
         self.children.insert(id, child);
         Ok(())
     }
@@ -377,30 +339,12 @@ impl LocalCluster {
 
     /// Whether scheduler `id` is running (reaps it if it exited).
     pub fn is_running(&mut self, id: u64) -> bool {
-        match self.children.get_mut(&id) {
-            None => false,
-            Some(child) => match child.try_wait() {
-                Ok(None) => true,
-                Ok(Some(_)) | Err(_) => {
-                    self.children.remove(&id);
-                    false
-                }
-            },
-        }
+        child_is_running(&mut self.children, id)
     }
 
     /// Schedulers that exited by themselves since the last look, with their status.
     pub fn reap_exited(&mut self) -> Vec<(u64, String)> {
-        let mut exited = Vec::new();
-        for (id, child) in &mut self.children {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited.push((*id, status.to_string()));
-            }
-        }
-        for (id, _) in &exited {
-            self.children.remove(id);
-        }
-        exited
+        reap_exited(&mut self.children)
     }
 
     fn signal(&self, id: u64, signal: Signal) -> anyhow::Result<()> {
@@ -474,6 +418,52 @@ impl LocalCluster {
     pub fn log_path(&self, id: u64) -> PathBuf {
         self.log_dir.join(format!("scheduler-{id}.log"))
     }
+}
+
+/// Whether child `id` runs; forgets it if it exited.
+fn child_is_running(children: &mut BTreeMap<u64, Child>, id: u64) -> bool {
+    match children.get_mut(&id) {
+        None => false,
+        Some(child) => match child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(_)) | Err(_) => {
+                children.remove(&id);
+                false
+            }
+        },
+    }
+}
+
+/// Children that exited since the last look, with their status; forgets them.
+fn reap_exited(children: &mut BTreeMap<u64, Child>) -> Vec<(u64, String)> {
+    let mut exited = Vec::new();
+    for (id, child) in children.iter_mut() {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited.push((*id, status.to_string()));
+        }
+    }
+    for (id, _) in &exited {
+        children.remove(id);
+    }
+    exited
+}
+
+/// Spawns `command` with its output appended to `log_path` and no standard input.
+fn spawn_logged(mut command: Command, log_path: &Path, binary: &Path) -> anyhow::Result<Child> {
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot run {}", binary.display()))
 }
 
 /// SIGTERM a child and wait for it to exit (SIGKILL after `grace`).

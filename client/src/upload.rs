@@ -129,23 +129,21 @@ impl Chunker {
     }
 }
 
-/// Uploads one chunk: to `targets[0]`, which copies it to the others. Returns the
-/// chunk as the catalog records it.
-async fn upload_chunk(key: String, batch: RecordBatch, targets: &[&WorkerInfo]) -> Result<pb::ChunkInfo, String> {
-    let first = targets.first().ok_or("no worker to upload to")?;
+/// Sends one chunk to the worker at `addr` with Flight `DoPut` (the worker stores it
+/// durably, copies it to `replicate_to`, and acknowledges): used by clients uploading
+/// and by workers copying to replicas.
+#[doc(hidden)]
+pub async fn put_chunk(
+    addr: &str,
+    key: &str,
+    batch: RecordBatch,
+    replicate_to: Vec<pb::ChunkLocation>,
+) -> Result<pb::ChunkStored, String> {
     let upload = pb::ChunkUpload {
-        key: key.clone(),
-        replicate_to: targets[1..]
-            .iter()
-            .map(|worker| pb::ChunkLocation {
-                worker_id: worker.worker_id.clone(),
-                addr: worker.addr.clone(),
-                live: true,
-            })
-            .collect(),
+        key: key.to_string(),
+        replicate_to,
     };
-    let rows = batch.num_rows() as u64;
-    let mut client = flight_client(&first.addr).map_err(|error| error.to_string())?;
+    let mut client = flight_client(addr).map_err(|error| error.to_string())?;
     let data = FlightDataEncoderBuilder::new()
         .with_max_flight_data_size(MAX_MESSAGE_BYTES / 2)
         .with_flight_descriptor(Some(FlightDescriptor::new_cmd(upload.encode_to_vec())))
@@ -156,7 +154,23 @@ async fn upload_chunk(key: String, batch: RecordBatch, targets: &[&WorkerInfo]) 
         .await
         .map_err(|error| error.to_string())?
         .ok_or("the worker acknowledged nothing")?;
-    let stored = pb::ChunkStored::decode(result.app_metadata).map_err(|error| error.to_string())?;
+    pb::ChunkStored::decode(result.app_metadata).map_err(|error| format!("an undecodable acknowledgement: {error}"))
+}
+
+/// Uploads one chunk: to `targets[0]`, which copies it to the others. Returns the
+/// chunk as the catalog records it.
+async fn upload_chunk(key: String, batch: RecordBatch, targets: &[&WorkerInfo]) -> Result<pb::ChunkInfo, String> {
+    let first = targets.first().ok_or("no worker to upload to")?;
+    let replicate_to = targets[1..]
+        .iter()
+        .map(|worker| pb::ChunkLocation {
+            worker_id: worker.worker_id.clone(),
+            addr: worker.addr.clone(),
+            live: true,
+        })
+        .collect();
+    let rows = batch.num_rows() as u64;
+    let stored = put_chunk(&first.addr, &key, batch, replicate_to).await?;
     if stored.key != key || stored.rows != rows || stored.holders.len() < targets.len() {
         return Err(format!(
             "the worker acknowledged chunk {} with {} rows on {} worker(s), expected {key} with {rows} rows on {}",

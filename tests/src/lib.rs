@@ -166,6 +166,15 @@ impl TestCluster {
     }
 }
 
+/// A process's standard output and error, as text.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Announces a test phase in the test output, so a failure says where it happened.
 pub fn phase(text: &str) {
     eprintln!("--- {text}");

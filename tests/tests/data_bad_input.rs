@@ -8,13 +8,7 @@ use std::time::Duration;
 use cairn_tests::data::{table, write_csv, write_parquet};
 use cairn_tests::{cairn_binary, phase, TestCluster};
 
-fn text(output: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use cairn_tests::output_text as text;
 
 /// Every refused publish names its problem, exits non-zero without a panic, and
 /// leaves the catalog as it was.

@@ -2,48 +2,13 @@
 //! disk as Arrow IPC, the process's peak RSS stays within 1.2× the limit, and every
 //! byte reads back identical (spilled chunks come back transparently).
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, FixedSizeBinaryArray, Float64Array, Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use cairn_cli::bench_data::{generated_chunk, schema, CHUNK_ROWS};
 use cairn_client::PublishOptions;
 use cairn_tests::{phase, TestCluster};
 use futures::TryStreamExt;
 
-/// Bytes of payload per row.
-const PAYLOAD: i32 = 1008;
-/// Rows per chunk: 8 MiB chunks.
-const CHUNK_ROWS: usize = 8 * 1024;
 /// Chunks: 128 × 8 MiB = 1 GiB.
 const CHUNKS: usize = 128;
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("value", DataType::Float64, false),
-        Field::new("payload", DataType::FixedSizeBinary(PAYLOAD), false),
-    ]))
-}
-
-/// Chunk `index`: deterministic, different in every chunk.
-fn chunk(index: usize) -> RecordBatch {
-    let first = (index * CHUNK_ROWS) as i64;
-    let ids = Int64Array::from_iter_values(first..first + CHUNK_ROWS as i64);
-    let values = Float64Array::from_iter_values((0..CHUNK_ROWS).map(|row| (first as f64 + row as f64).sqrt()));
-    let mut bytes = vec![0u8; CHUNK_ROWS * PAYLOAD as usize];
-    let mut state = (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for word in bytes.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let len = word.len();
-        word.copy_from_slice(&state.to_le_bytes()[..len]);
-    }
-    let payload = FixedSizeBinaryArray::try_new(PAYLOAD, bytes.into(), None)
-        .unwrap_or_else(|error| panic!("a valid payload: {error}"));
-    let columns: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(values), Arc::new(payload)];
-    RecordBatch::try_new(schema(), columns).unwrap_or_else(|error| panic!("a valid chunk: {error}"))
-}
 
 fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -64,7 +29,7 @@ async fn a_worker_holds_four_times_its_memory() -> anyhow::Result<()> {
     let client = cluster.client().await?;
 
     phase("publish 1 GiB in 8 MiB chunks");
-    let batches = futures::stream::iter((0..CHUNKS).map(|index| Ok::<_, arrow::error::ArrowError>(chunk(index))));
+    let batches = futures::stream::iter((0..CHUNKS).map(generated_chunk));
     let options = PublishOptions {
         chunk_rows: CHUNK_ROWS,
         ..Default::default()
@@ -79,7 +44,7 @@ async fn a_worker_holds_four_times_its_memory() -> anyhow::Result<()> {
     let mut stream = std::pin::pin!(collection.stream());
     let mut index = 0;
     while let Some(batch) = stream.try_next().await? {
-        assert!(batch == chunk(index), "chunk {index} differs");
+        assert!(batch == generated_chunk(index)?, "chunk {index} differs");
         index += 1;
     }
     assert_eq!(index, CHUNKS);

@@ -8,13 +8,7 @@ use std::time::{Duration, Instant};
 use cairn_tests::data::{concat, read_arrow, read_parquet, table, write_arrow, write_csv, write_parquet};
 use cairn_tests::{phase, TestCluster};
 
-fn text(output: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use cairn_tests::output_text as text;
 
 /// Each format, published with several chunks, reads back equal to its source;
 /// `info` describes it; `get --output` writes every format; `get --head` prints rows.

@@ -10,18 +10,16 @@ use arrow::compute::concat_batches;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightClient, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
-    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
+    PollInfo, PutResult, SchemaResult, Ticket,
 };
 use cairn_proto::v1 as pb;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::store::{ChunkStore, StoreError, StoredChunk};
@@ -29,9 +27,6 @@ use crate::ChunkKey;
 
 /// The largest gRPC message a worker accepts or sends.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// Uploads send a chunk in messages of up to this size, so that a chunk of the
-/// usual size arrives as one message and decodes without a copy.
-pub const MAX_UPLOAD_MESSAGE_BYTES: usize = MAX_MESSAGE_BYTES / 2;
 /// The largest chunk a worker accepts in one upload.
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024 * 1024;
 /// Metadata key holding a stable error kind (as the schedulers' `cairn-error`).
@@ -114,42 +109,6 @@ fn stored_reply(stored: &StoredChunk, holders: Vec<String>) -> pb::ChunkStored {
         checksum: stored.checksum.unwrap_or(0),
         holders,
     }
-}
-
-/// Copies `batch` to the worker at `addr` (which stores it durably) and returns its
-/// acknowledgement.
-pub async fn put_chunk(
-    addr: &str,
-    key: &ChunkKey,
-    batch: RecordBatch,
-    replicate_to: Vec<pb::ChunkLocation>,
-) -> Result<pb::ChunkStored, Status> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|error| Status::invalid_argument(format!("bad worker address {addr}: {error}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy();
-    let inner = FlightServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let mut client = FlightClient::new_from_inner(inner);
-    let upload = pb::ChunkUpload {
-        key: key.to_string(),
-        replicate_to,
-    };
-    let descriptor = FlightDescriptor::new_cmd(upload.encode_to_vec());
-    let data = FlightDataEncoderBuilder::new()
-        .with_max_flight_data_size(MAX_UPLOAD_MESSAGE_BYTES)
-        .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::once(async move { Ok(batch) }));
-    let mut results = client.do_put(data).await.map_err(Status::from)?;
-    let result = results
-        .try_next()
-        .await
-        .map_err(Status::from)?
-        .ok_or_else(|| Status::internal(format!("worker {addr} acknowledged nothing for chunk {key}")))?;
-    pb::ChunkStored::decode(result.app_metadata)
-        .map_err(|error| Status::internal(format!("worker {addr} sent an undecodable acknowledgement: {error}")))
 }
 
 /// Serves this worker's chunks.
@@ -297,10 +256,10 @@ impl FlightService for WorkerFlightService {
         let copies = upload.replicate_to.iter().map(|target| {
             let (key, batch) = (key.clone(), batch.clone());
             async move {
-                let copy = put_chunk(&target.addr, &key, batch, Vec::new());
+                let copy = cairn_client::put_chunk(&target.addr, key.as_str(), batch, Vec::new());
                 match tokio::time::timeout(REPLICATION_TIMEOUT, copy).await {
-                    Ok(result) => result.map_err(|status| (target, status)),
-                    Err(_) => Err((target, Status::deadline_exceeded("no answer"))),
+                    Ok(result) => result.map_err(|error| (target, error)),
+                    Err(_) => Err((target, "no answer".to_string())),
                 }
             }
         });
@@ -313,12 +272,10 @@ impl FlightService for WorkerFlightService {
                         ack.checksum, stored.checksum
                     )))
                 }
-                Err((target, status)) => {
+                Err((target, error)) => {
                     return Err(Status::unavailable(format!(
-                        "cannot copy chunk {key} to worker {} at {}: {}",
-                        target.worker_id,
-                        target.addr,
-                        status.message()
+                        "cannot copy chunk {key} to worker {} at {}: {error}",
+                        target.worker_id, target.addr
                     )))
                 }
             }
