@@ -57,6 +57,7 @@ bench: setup
 	$(CARGO) run --release -p cairn-cli -- bench publish
 	$(CARGO) run --release -p cairn-cli -- bench get
 	$(CARGO) run --release -p cairn-cli -- bench failover --trials 10
+	$(CARGO) run --release -p cairn-cli -- bench data --gib 1 --memory-limit 256MiB
 
 clean:
 	$(CARGO) clean

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cairn needs on Debian, if it is missing:
-# clang + libclang (RocksDB's bindings), a C++ compiler, and iptables + iproute2
-# (the fault-injection suite). protoc comes from the protoc-bin-vendored crate.
+# clang + libclang (RocksDB's bindings), a C++ compiler, iptables + iproute2 (the
+# fault-injection suite), python3 with venv (the pyarrow Flight test makes its own
+# virtual environment from PyPI). protoc comes from the protoc-bin-vendored crate.
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,11 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# The Arrow Flight interoperability test makes a virtual environment with pyarrow.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+# The disk-full test mounts a small tmpfs.
+command -v mount >/dev/null 2>&1 || missing+=(mount)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

@@ -5,7 +5,8 @@
 //! The leader's replies say which of this worker's chunks no published dataset
 //! refers to. A chunk that a dataset referred to earlier in this process's life is
 //! deleted at once (it was unpublished or overridden); one never seen referenced (an
-//! upload whose publish has not come, or never will) only after the orphan grace.
+//! upload whose publish has not come, or never will) only once no chunk of its
+//! upload has arrived for the orphan grace (a long upload keeps all its chunks).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -168,6 +169,11 @@ async fn heartbeat(
     }
 }
 
+/// The upload a chunk key belongs to: the key up to its last `.`.
+fn upload_of(key: &str) -> &str {
+    key.rsplit_once('.').map_or(key, |(upload, _)| upload)
+}
+
 /// Deletes the unreferenced chunks whose time has come.
 async fn release(
     config: &WorkerConfig,
@@ -178,17 +184,30 @@ async fn release(
 ) {
     let now = Instant::now();
     let unreferenced: HashSet<String> = unreferenced.into_iter().collect();
+    let held: HashSet<&String> = reported.iter().collect();
+    ages.first_seen.retain(|key, _| held.contains(key));
+    ages.seen_referenced.retain(|key| held.contains(key));
     for key in reported {
         ages.first_seen.entry(key.clone()).or_insert(now);
         if !unreferenced.contains(key) {
             ages.seen_referenced.insert(key.clone());
         }
     }
+    // The chunks of one upload share a key prefix (`<upload>.<index>`): while any of
+    // them is young, the upload may still be under way and its publish to come.
+    let mut youngest_of_upload: HashMap<&str, Instant> = HashMap::new();
+    for (key, first) in &ages.first_seen {
+        let youngest = youngest_of_upload.entry(upload_of(key)).or_insert(*first);
+        *youngest = (*youngest).max(*first);
+    }
+    let youngest_of_upload: HashMap<String, Instant> = youngest_of_upload
+        .into_iter()
+        .map(|(upload, first)| (upload.to_string(), first))
+        .collect();
     for key in unreferenced {
         let was_published = ages.seen_referenced.contains(&key);
-        let orphan_expired = ages
-            .first_seen
-            .get(&key)
+        let orphan_expired = youngest_of_upload
+            .get(upload_of(&key))
             .is_some_and(|first| now.duration_since(*first) >= config.orphan_grace);
         if !was_published && !orphan_expired {
             continue;
