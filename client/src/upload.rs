@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
@@ -58,7 +59,7 @@ impl Default for PublishOptions {
         PublishOptions {
             replicas: 1,
             chunk_rows: 1 << 20,
-            chunk_bytes: 32 * 1024 * 1024,
+            chunk_bytes: 16 * 1024 * 1024,
             override_existing: false,
             attributes: BTreeMap::new(),
             on_progress: None,
@@ -138,29 +139,75 @@ pub async fn put_chunk(
     key: &str,
     batch: RecordBatch,
     replicate_to: Vec<pb::ChunkLocation>,
-) -> Result<pb::ChunkStored, String> {
+) -> Result<pb::ChunkStored, TransferError> {
     let upload = pb::ChunkUpload {
         key: key.to_string(),
         replicate_to,
     };
-    let mut client = flight_client(addr).map_err(|error| error.to_string())?;
+    let mut client = flight_client(addr).map_err(|error| TransferError::other(error.to_string()))?;
     let data = FlightDataEncoderBuilder::new()
         .with_max_flight_data_size(MAX_MESSAGE_BYTES / 2)
         .with_flight_descriptor(Some(FlightDescriptor::new_cmd(upload.encode_to_vec())))
         .build(futures::stream::once(async move { Ok(batch) }));
-    let mut results = client.do_put(data).await.map_err(|error| error.to_string())?;
+    let mut results = client.do_put(data).await.map_err(TransferError::from)?;
     let result = results
         .try_next()
         .await
-        .map_err(|error| error.to_string())?
-        .ok_or("the worker acknowledged nothing")?;
-    pb::ChunkStored::decode(result.app_metadata).map_err(|error| format!("an undecodable acknowledgement: {error}"))
+        .map_err(TransferError::from)?
+        .ok_or_else(|| TransferError::other("the worker acknowledged nothing".to_string()))?;
+    pb::ChunkStored::decode(result.app_metadata)
+        .map_err(|error| TransferError::other(format!("an undecodable acknowledgement: {error}")))
+}
+
+/// Why a chunk transfer failed, and whether trying the same worker later may work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TransferError {
+    /// What the worker or the transport said.
+    pub message: String,
+    /// The worker is paused (memory or disk) or busy: it may accept the chunk later.
+    pub worker_paused: bool,
+}
+
+impl TransferError {
+    fn other(message: String) -> TransferError {
+        TransferError {
+            message,
+            worker_paused: false,
+        }
+    }
+}
+
+/// Metadata key of the workers' stable error kinds.
+const ERROR_KIND_KEY: &str = "cairn-error";
+
+impl From<arrow_flight::error::FlightError> for TransferError {
+    fn from(error: arrow_flight::error::FlightError) -> TransferError {
+        let worker_paused = match &error {
+            arrow_flight::error::FlightError::Tonic(status) => status
+                .metadata()
+                .get(ERROR_KIND_KEY)
+                .and_then(|kind| kind.to_str().ok())
+                .is_some_and(|kind| kind == "worker-paused" || kind == "worker-busy"),
+            _ => false,
+        };
+        TransferError {
+            message: error.to_string(),
+            worker_paused,
+        }
+    }
 }
 
 /// Uploads one chunk: to `targets[0]`, which copies it to the others. Returns the
 /// chunk as the catalog records it.
-async fn upload_chunk(key: String, batch: RecordBatch, targets: &[&WorkerInfo]) -> Result<pb::ChunkInfo, String> {
-    let first = targets.first().ok_or("no worker to upload to")?;
+async fn upload_chunk(
+    key: String,
+    batch: RecordBatch,
+    targets: &[&WorkerInfo],
+) -> Result<pb::ChunkInfo, TransferError> {
+    let first = targets
+        .first()
+        .ok_or_else(|| TransferError::other("no worker to upload to".to_string()))?;
     let replicate_to = targets[1..]
         .iter()
         .map(|worker| pb::ChunkLocation {
@@ -172,13 +219,13 @@ async fn upload_chunk(key: String, batch: RecordBatch, targets: &[&WorkerInfo]) 
     let rows = batch.num_rows() as u64;
     let stored = put_chunk(&first.addr, &key, batch, replicate_to).await?;
     if stored.key != key || stored.rows != rows || stored.holders.len() < targets.len() {
-        return Err(format!(
+        return Err(TransferError::other(format!(
             "the worker acknowledged chunk {} with {} rows on {} worker(s), expected {key} with {rows} rows on {}",
             stored.key,
             stored.rows,
             stored.holders.len(),
             targets.len()
-        ));
+        )));
     }
     Ok(pb::ChunkInfo {
         key: stored.key,
@@ -204,30 +251,46 @@ async fn place_chunk(
     batch: RecordBatch,
     workers: &[WorkerInfo],
     replicas: usize,
+    patience: Duration,
 ) -> Result<pb::ChunkInfo, Error> {
     let key = format!("{upload_id}.{index:06}");
-    let mut errors = Vec::new();
-    for attempt in 0..workers.len() {
-        let targets: Vec<&WorkerInfo> = (0..replicas)
-            .map(|replica| &workers[(index + attempt + replica) % workers.len()])
-            .collect();
-        match upload_chunk(key.clone(), batch.clone(), &targets).await {
-            Ok(chunk) => return Ok(chunk),
-            Err(error) => {
-                tracing::debug!(chunk = %key, worker = %targets[0].worker_id, %error, "chunk upload failed; trying another placement");
-                errors.push(format!(
-                    "via worker {} at {}: {error}",
-                    targets[0].worker_id, targets[0].addr
-                ));
+    let deadline = Instant::now() + patience;
+    let mut pause = Duration::from_millis(50);
+    let mut attempt = 0usize;
+    loop {
+        // One round: every placement once. Paused workers may take the chunk later
+        // (they spill, or their disk frees up): wait and go round again, until the
+        // deadline; any other failure ends the upload.
+        let mut errors = Vec::new();
+        let mut all_paused = true;
+        for _ in 0..workers.len() {
+            let targets: Vec<&WorkerInfo> = (0..replicas)
+                .map(|replica| &workers[(index + attempt + replica) % workers.len()])
+                .collect();
+            attempt += 1;
+            match upload_chunk(key.clone(), batch.clone(), &targets).await {
+                Ok(chunk) => return Ok(chunk),
+                Err(error) => {
+                    tracing::debug!(chunk = %key, worker = %targets[0].worker_id, %error, "chunk upload failed; trying another placement");
+                    all_paused &= error.worker_paused;
+                    errors.push(format!(
+                        "via worker {} at {}: {error}",
+                        targets[0].worker_id, targets[0].addr
+                    ));
+                }
             }
         }
+        if !all_paused || Instant::now() + pause >= deadline {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "cannot store chunk {key} on {replicas} worker(s): {}",
+                    errors.join("; ")
+                ),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
-    Err(Error::Unavailable {
-        message: format!(
-            "cannot store chunk {key} on {replicas} worker(s): {}",
-            errors.join("; ")
-        ),
-    })
 }
 
 impl Client {
@@ -344,7 +407,7 @@ impl Client {
                 let index = next_index;
                 next_index += 1;
                 let bytes = chunk.get_array_memory_size() as u64;
-                let placed = place_chunk(&upload_id, index, chunk, &workers, replicas);
+                let placed = place_chunk(&upload_id, index, chunk, &workers, replicas, self.timeout());
                 in_flight.push_back(async move { placed.await.map(|info| (info, bytes)) });
             }
             let Some(result) = in_flight.next().await else {

@@ -259,7 +259,13 @@ impl FlightService for WorkerFlightService {
                 let copy = cairn_client::put_chunk(&target.addr, key.as_str(), batch, Vec::new());
                 match tokio::time::timeout(REPLICATION_TIMEOUT, copy).await {
                     Ok(result) => result.map_err(|error| (target, error)),
-                    Err(_) => Err((target, "no answer".to_string())),
+                    Err(_) => Err((
+                        target,
+                        cairn_client::TransferError {
+                            message: "no answer".to_string(),
+                            worker_paused: false,
+                        },
+                    )),
                 }
             }
         });
@@ -273,10 +279,17 @@ impl FlightService for WorkerFlightService {
                     )))
                 }
                 Err((target, error)) => {
-                    return Err(Status::unavailable(format!(
+                    let message = format!(
                         "cannot copy chunk {key} to worker {} at {}: {error}",
                         target.worker_id, target.addr
-                    )))
+                    );
+                    // A paused replica makes the whole upload worth retrying later.
+                    let kind = if error.worker_paused {
+                        "worker-paused"
+                    } else {
+                        "replica-failed"
+                    };
+                    return Err(status_with_kind(tonic::Code::Unavailable, kind, message));
                 }
             }
         }
