@@ -1,7 +1,7 @@
 //! `cairn datasets list | info | get | put | rm`.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -178,11 +178,7 @@ async fn publish_files(
     let paths = files.to_vec();
     let reader = tokio::task::spawn_blocking(move || open_inputs(&paths, chunk_rows)).await??;
     let schema = reader.schema();
-    let bar = progress_bar(
-        reader.total_bytes(),
-        "publishing",
-        !json && std::io::stderr().is_terminal(),
-    );
+    let bar = progress_bar(reader.total_bytes(), "publishing", !json);
     let (sender, receiver) = tokio::sync::mpsc::channel(2);
     let progress = bar.clone();
     let reading_bar = bar.clone();
@@ -210,11 +206,8 @@ async fn publish_files(
     let published = client.publish_batches(name, schema, batches, options).await;
     bar.finish_and_clear();
     reading.await?;
-    let index = published?;
-    let info = client.dataset_info(name).await?;
-    let (rows, chunks, bytes) = info.collection.as_ref().map_or((0, 0, 0), |collection| {
-        (collection.rows, collection.chunks.len(), collection.bytes)
-    });
+    let published = published?;
+    let (index, rows, chunks, bytes) = (published.log_index, published.rows, published.chunks, published.bytes);
     if json {
         println!(
             "{}",

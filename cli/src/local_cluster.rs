@@ -99,27 +99,40 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The port of a `host:port` address.
+pub fn port_of(addr: &str) -> Option<u16> {
+    addr.rsplit_once(':').and_then(|(_, port)| port.parse().ok())
+}
+
+/// The port for process number `number` (from 1): `base_port + number - 1` if it is
+/// free and not `taken`, else any free port not `taken` (always, for `base_port` 0).
+/// Records the port as taken.
+fn pick_port(base_port: u16, number: u64, taken: &mut Vec<u16>) -> anyhow::Result<u16> {
+    let preferred = if base_port == 0 {
+        None
+    } else {
+        base_port.checked_add((number - 1) as u16)
+    };
+    let port = match preferred {
+        Some(port) if port_is_free(port) && !taken.contains(&port) => port,
+        _ => loop {
+            let port = free_port()?;
+            if !taken.contains(&port) {
+                break port;
+            }
+        },
+    };
+    taken.push(port);
+    Ok(port)
+}
+
 /// Lays out a new cluster of `count` schedulers under `dir`, preferring ports from
 /// `base_port` on (0: any free ports).
 pub fn plan_cluster(dir: &Path, count: u64, base_port: u16, token: String) -> anyhow::Result<ClusterFile> {
     let mut schedulers = Vec::new();
     let mut taken = Vec::new();
     for id in 1..=count {
-        let preferred = if base_port == 0 {
-            None
-        } else {
-            base_port.checked_add((id - 1) as u16)
-        };
-        let port = match preferred {
-            Some(port) if port_is_free(port) => port,
-            _ => loop {
-                let port = free_port()?;
-                if !taken.contains(&port) {
-                    break port;
-                }
-            },
-        };
-        taken.push(port);
+        let port = pick_port(base_port, id, &mut taken)?;
         schedulers.push(SchedulerEntry {
             id,
             addr: format!("127.0.0.1:{port}"),
@@ -147,24 +160,10 @@ pub fn plan_workers(
         .iter()
         .map(|entry| entry.addr.as_str())
         .chain(file.workers.iter().map(|entry| entry.addr.as_str()))
-        .filter_map(|addr| addr.rsplit_once(':').and_then(|(_, port)| port.parse().ok()))
+        .filter_map(port_of)
         .collect();
     for index in (file.workers.len() as u64 + 1)..=count {
-        let preferred = if base_port == 0 {
-            None
-        } else {
-            base_port.checked_add((index - 1) as u16)
-        };
-        let port = match preferred {
-            Some(port) if port_is_free(port) && !taken.contains(&port) => port,
-            _ => loop {
-                let port = free_port()?;
-                if !taken.contains(&port) {
-                    break port;
-                }
-            },
-        };
-        taken.push(port);
+        let port = pick_port(base_port, index, &mut taken)?;
         file.workers.push(WorkerEntry {
             index,
             addr: format!("127.0.0.1:{port}"),

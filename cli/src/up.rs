@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 
 use crate::args::UpArgs;
 use crate::local_cluster::{
-    plan_cluster, plan_workers, port_is_free, wait_for_leader, wait_for_workers, ClusterFile, LocalCluster,
+    plan_cluster, plan_workers, port_is_free, port_of, wait_for_leader, wait_for_workers, ClusterFile, LocalCluster,
     CLUSTER_FILE,
 };
 use crate::signals::shutdown_signal;
@@ -30,30 +30,13 @@ fn log_tail(path: &Path) -> String {
 /// Loads the cluster recorded in `dir`, or plans a new one.
 fn cluster_file(args: &UpArgs, dir: &Path) -> anyhow::Result<ClusterFile> {
     let path = dir.join(CLUSTER_FILE);
-    if !path.exists() {
+    let new = !path.exists();
+    let mut file = if new {
         let token = format!("{:016x}", rand::random::<u64>());
-        let mut file = plan_cluster(dir, args.schedulers, args.base_port, token)?;
-        plan_workers(
-            &mut file,
-            dir,
-            args.workers,
-            args.worker_base_port,
-            &args.worker_memory_limit,
-        )?;
-        file.write(&path)?;
-        return Ok(file);
-    }
-    let mut file = ClusterFile::read(&path)?;
-    if (file.workers.len() as u64) < args.workers {
-        plan_workers(
-            &mut file,
-            dir,
-            args.workers,
-            args.worker_base_port,
-            &args.worker_memory_limit,
-        )?;
-        file.write(&path)?;
-    }
+        plan_cluster(dir, args.schedulers, args.base_port, token)?
+    } else {
+        ClusterFile::read(&path)?
+    };
     if file.schedulers.len() as u64 != args.schedulers {
         bail!(
             "{} holds a cluster of {} schedulers; pass --schedulers {} or use another --dir",
@@ -61,6 +44,20 @@ fn cluster_file(args: &UpArgs, dir: &Path) -> anyhow::Result<ClusterFile> {
             file.schedulers.len(),
             file.schedulers.len()
         );
+    }
+    let workers_before = file.workers.len();
+    plan_workers(
+        &mut file,
+        dir,
+        args.workers,
+        args.worker_base_port,
+        &args.worker_memory_limit,
+    )?;
+    if new || file.workers.len() != workers_before {
+        file.write(&path)?;
+    }
+    if new {
+        return Ok(file);
     }
     let addrs = file
         .schedulers
@@ -72,8 +69,7 @@ fn cluster_file(args: &UpArgs, dir: &Path) -> anyhow::Result<ClusterFile> {
                 .map(|entry| (entry.addr.clone(), format!("worker {}", entry.index))),
         );
     for (addr, what) in addrs {
-        let port = addr.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
-        if let Some(port) = port {
+        if let Some(port) = port_of(&addr) {
             if !port_is_free(port) {
                 bail!(
                     "{addr} ({what}) is already in use: is this cluster already running (another `cairn up --dir {}`)?",

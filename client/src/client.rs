@@ -149,6 +149,18 @@ fn parse_addr(addr: &str) -> Result<String, Error> {
     Ok(trimmed.to_string())
 }
 
+/// A channel to `addr` that connects on first use.
+pub(crate) fn lazy_channel(addr: &str) -> Result<Channel, Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|error| Error::InvalidAddress {
+        addr: addr.to_string(),
+        reason: error.to_string(),
+    })?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
 /// Splits a comma-separated address list (`--cluster`, `CAIRN_CLUSTER`).
 ///
 /// ```
@@ -239,19 +251,14 @@ impl Client {
         Ok(())
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, Error> {
+    /// This client's channel to `addr` (a scheduler or a worker), made on first use
+    /// and reused after, so a call does not pay a TCP and HTTP/2 handshake.
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, Error> {
         let mut channels = lock(&self.inner.channels);
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|error| Error::InvalidAddress {
-            addr: addr.to_string(),
-            reason: error.to_string(),
-        })?;
-        let channel = endpoint
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = lazy_channel(addr)?;
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

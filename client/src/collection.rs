@@ -11,7 +11,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightClient, IpcMessage, Ticket};
 use cairn_proto::v1 as pb;
 use futures::{Stream, StreamExt, TryStreamExt};
-use tonic::transport::Endpoint;
+use tonic::transport::Channel;
 
 use crate::client::MAX_MESSAGE_BYTES;
 use crate::error::Error;
@@ -100,25 +100,17 @@ pub(crate) fn decode_schema(bytes: Vec<u8>) -> Result<SchemaRef, Error> {
         })
 }
 
-/// A Flight client for the worker at `addr`.
-pub(crate) fn flight_client(addr: &str) -> Result<FlightClient, Error> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|error| Error::InvalidAddress {
-            addr: addr.to_string(),
-            reason: error.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy();
+/// A Flight client over `channel` (to a worker).
+pub(crate) fn flight_client(channel: Channel) -> FlightClient {
     let inner = FlightServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    Ok(FlightClient::new_from_inner(inner))
+    FlightClient::new_from_inner(inner)
 }
 
-/// Reads one chunk from the worker at `addr`, whole.
-async fn fetch_chunk(addr: &str, key: &str, schema: &SchemaRef) -> Result<RecordBatch, String> {
-    let mut client = flight_client(addr).map_err(|error| error.to_string())?;
+/// Reads one chunk from a worker, whole.
+async fn fetch_chunk(channel: Channel, key: &str, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let mut client = flight_client(channel);
     let ticket = Ticket {
         ticket: key.as_bytes().to_vec().into(),
     };
@@ -188,7 +180,11 @@ impl Collection {
         let mut errors = Vec::new();
         loop {
             for location in locations.iter().filter(|location| !location.addr.is_empty()) {
-                match fetch_chunk(&location.addr, &chunk.key, &self.schema).await {
+                let fetched = match self.client.channel(&location.addr) {
+                    Ok(channel) => fetch_chunk(channel, &chunk.key, &self.schema).await,
+                    Err(error) => Err(error.to_string()),
+                };
+                match fetched {
                     Ok(batch) => return Ok(batch),
                     Err(error) => {
                         tracing::debug!(chunk = %chunk.key, worker = %location.worker_id, %error, "chunk read failed; trying another worker");

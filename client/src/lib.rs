@@ -42,7 +42,7 @@ pub use client::{parse_cluster, Client, ClientOptions, NodeStatus};
 pub use collection::{ChunkInfo, ChunkLocation, Collection};
 pub use datasets::Datasets;
 pub use error::Error;
-pub use upload::{put_chunk, PublishOptions, TransferError, UploadProgress};
+pub use upload::{put_chunk, PublishOptions, PublishSummary, TransferError, UploadProgress};
 pub use value::{CollectionInfo, Content, Dataset, DatasetInfo, PublishedDataset, Value, BYTES, TEXT};
 pub use worker_api::{HeartbeatStream, WorkerInfo};
 

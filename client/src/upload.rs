@@ -17,7 +17,7 @@ use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 
-use crate::client::MAX_MESSAGE_BYTES;
+use crate::client::{lazy_channel, MAX_MESSAGE_BYTES};
 use crate::collection::flight_client;
 use crate::error::Error;
 use crate::worker_api::WorkerInfo;
@@ -34,6 +34,19 @@ pub struct UploadProgress {
     /// Rows acknowledged so far.
     pub rows: u64,
     /// Arrow bytes (in memory) acknowledged so far.
+    pub bytes: u64,
+}
+
+/// What a publish of a collection stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishSummary {
+    /// The log index of the publish.
+    pub log_index: u64,
+    /// Chunks stored.
+    pub chunks: u64,
+    /// Rows stored.
+    pub rows: u64,
+    /// Bytes of the chunk files (one replica).
     pub bytes: u64,
 }
 
@@ -140,11 +153,12 @@ pub async fn put_chunk(
     batch: RecordBatch,
     replicate_to: Vec<pb::ChunkLocation>,
 ) -> Result<pb::ChunkStored, TransferError> {
+    let channel = lazy_channel(addr).map_err(|error| TransferError::other(error.to_string()))?;
     let upload = pb::ChunkUpload {
         key: key.to_string(),
         replicate_to,
     };
-    let mut client = flight_client(addr).map_err(|error| TransferError::other(error.to_string()))?;
+    let mut client = flight_client(channel);
     let data = FlightDataEncoderBuilder::new()
         .with_max_flight_data_size(MAX_MESSAGE_BYTES / 2)
         .with_flight_descriptor(Some(FlightDescriptor::new_cmd(upload.encode_to_vec())))
@@ -217,6 +231,10 @@ async fn upload_chunk(
         })
         .collect();
     let rows = batch.num_rows() as u64;
+    // A connection of its own, not the client's shared channel: a worker leaves an
+    // upload unread until it has room (HTTP/2 flow control then holds the bytes at
+    // the sender), and unread uploads sharing one connection would fill its window
+    // and stall the upload the worker is reading.
     let stored = put_chunk(&first.addr, &key, batch, replicate_to).await?;
     if stored.key != key || stored.rows != rows || stored.holders.len() < targets.len() {
         return Err(TransferError::other(format!(
@@ -296,7 +314,8 @@ async fn place_chunk(
 impl Client {
     /// Publishes `batches` as the persisted collection `name`: cuts them into chunks,
     /// stores each chunk durably (fsync'd) on `options.replicas` distinct workers,
-    /// then publishes the collection atomically. Returns the log index of the publish.
+    /// then publishes the collection atomically. Returns the log index of the publish
+    /// and what was stored.
     ///
     /// Nothing is published if any chunk fails; chunks already uploaded are deleted
     /// by their workers once unreferenced for their orphan grace period.
@@ -318,7 +337,7 @@ impl Client {
         schema: SchemaRef,
         batches: S,
         options: PublishOptions,
-    ) -> Result<u64, Error>
+    ) -> Result<PublishSummary, Error>
     where
         S: Stream<Item = Result<RecordBatch, E>>,
         E: std::fmt::Display,
@@ -422,6 +441,12 @@ impl Client {
             }
             uploaded.push(chunk);
         }
+        let summary = PublishSummary {
+            log_index: 0,
+            chunks: uploaded.len() as u64,
+            rows: uploaded.iter().map(|chunk| chunk.rows).sum(),
+            bytes: uploaded.iter().map(|chunk| chunk.bytes).sum(),
+        };
         let item = pb::PublishItem {
             name: name.to_string(),
             value: None,
@@ -434,6 +459,7 @@ impl Client {
                 bytes: 0,
             }),
         };
-        self.publish_items(vec![item], options.override_existing).await
+        let log_index = self.publish_items(vec![item], options.override_existing).await?;
+        Ok(PublishSummary { log_index, ..summary })
     }
 }

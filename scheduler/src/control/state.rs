@@ -145,11 +145,11 @@ impl ControlState {
     /// Checks a publish against the registry: every location is a registered worker,
     /// and no more replicas are asked for than workers are alive.
     fn check_placement(&self, items: &[PublishItem]) -> Result<(), CatalogError> {
+        let live = self.live_worker_count();
         for item in items {
             let EntryKind::Persisted(collection) = &item.kind else {
                 continue;
             };
-            let live = self.live_worker_count();
             if collection.replicas as usize > live {
                 return Err(CatalogError::NotEnoughWorkers {
                     name: item.name.to_string(),
@@ -273,9 +273,19 @@ impl ControlState {
         Ok(WriteAck { log_index })
     }
 
-    /// Drops `worker` from the locations of the chunks `lost(key)` says it lost.
-    fn drop_locations(&mut self, worker: WorkerId, lost: impl Fn(&str) -> bool, writes: &mut StateWrites) {
-        for entry in self.datasets.values_mut() {
+    /// Drops `worker` from the locations of the chunks `lost(key)` says it lost, in
+    /// the datasets `candidates` names (those that may hold such chunks).
+    fn drop_locations(
+        &mut self,
+        worker: WorkerId,
+        candidates: BTreeSet<DatasetName>,
+        lost: impl Fn(&str) -> bool,
+        writes: &mut StateWrites,
+    ) {
+        for name in candidates {
+            let Some(entry) = self.datasets.get_mut(&name) else {
+                continue;
+            };
             let EntryKind::Persisted(collection) = &mut entry.kind else {
                 continue;
             };
@@ -322,8 +332,10 @@ impl ControlState {
             },
         );
         self.write_worker(&worker, writes);
+        // Any dataset may place a chunk on this worker that it no longer holds.
+        let every_dataset = self.datasets.keys().cloned().collect();
         let held: BTreeSet<String> = registration.chunks.into_iter().collect();
-        self.drop_locations(worker, |key| !held.contains(key), writes);
+        self.drop_locations(worker, every_dataset, |key| !held.contains(key), writes);
     }
 
     fn write_session(&self, client: ClientId, writes: &mut StateWrites) {
@@ -409,8 +421,15 @@ impl ControlState {
                 ControlOutcome::Registry { log_index }
             }
             ControlCommand::ChunksLost { worker, keys } => {
+                // Only the datasets referring to a lost chunk can change.
+                let holders = keys
+                    .iter()
+                    .filter_map(|key| self.chunk_index.get(key))
+                    .flatten()
+                    .cloned()
+                    .collect();
                 let lost: BTreeSet<String> = keys.into_iter().collect();
-                self.drop_locations(worker, |key| lost.contains(key), writes);
+                self.drop_locations(worker, holders, |key| lost.contains(key), writes);
                 ControlOutcome::Registry { log_index }
             }
         }

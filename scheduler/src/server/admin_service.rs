@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::consensus::Consensus;
-use super::convert::worker_status;
+use super::convert::worker_statuses;
 use super::error::ServerError;
 use super::liveness::Liveness;
 use super::reconfig::check_quorum_after;
@@ -83,14 +83,10 @@ fn member(member: &Member) -> pb::Member {
 impl Admin for AdminService {
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
         let status = self.consensus.replica.status().await;
-        let (datasets, workers) = self.consensus.state.read(|state| {
-            let workers = state
-                .workers()
-                .into_iter()
-                .map(|record| worker_status(record, self.liveness.last(&record.worker).as_ref()))
-                .collect();
-            (state.dataset_count() as u64, workers)
-        });
+        let (datasets, workers) = self
+            .consensus
+            .state
+            .read(|state| (state.dataset_count() as u64, worker_statuses(state, &self.liveness)));
         Ok(Response::new(pb::StatusReply {
             node_id: status.node_id,
             cluster_id: self.identity.current().unwrap_or_default(),

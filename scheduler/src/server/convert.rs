@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use cairn_proto::v1 as pb;
 
 use super::error::ServerError;
-use super::liveness::Heard;
+use super::liveness::{Heard, Liveness};
 use crate::catalog::{ChunkRef, DatasetEntry, DatasetName, EntryKind, InlineValue, PersistedCollection, PublishItem};
 use crate::control::ControlState;
 use crate::registry::{WorkerId, WorkerRecord, WorkerState};
@@ -147,9 +147,19 @@ pub fn info_reply(state: &ControlState, entry: &DatasetEntry) -> pb::DatasetInfo
     }
 }
 
+/// Every registered worker as status and `ListWorkers` show them, with the heartbeat
+/// figures `liveness` holds (the leader's only).
+pub fn worker_statuses(state: &ControlState, liveness: &Liveness) -> Vec<pb::WorkerStatus> {
+    state
+        .workers()
+        .into_iter()
+        .map(|record| worker_status(record, liveness.last(&record.worker).as_ref()))
+        .collect()
+}
+
 /// A worker as status and `ListWorkers` show it; `heard` is the leader's memory of
 /// its heartbeats (None elsewhere).
-pub fn worker_status(record: &WorkerRecord, heard: Option<&Heard>) -> pb::WorkerStatus {
+fn worker_status(record: &WorkerRecord, heard: Option<&Heard>) -> pb::WorkerStatus {
     let mut status = pb::WorkerStatus {
         worker_id: record.worker.to_string(),
         addr: record.addr.clone(),

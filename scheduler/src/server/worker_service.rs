@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::consensus::{now_ms, Consensus};
-use super::convert::worker_status;
+use super::convert::worker_statuses;
 use super::error::ServerError;
 use super::liveness::Liveness;
 use crate::control::{ControlCommand, ControlOutcome};
@@ -164,13 +164,10 @@ impl WorkerRegistry for WorkerService {
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersReply>, Status> {
         self.consensus.read_barrier().await?;
-        let workers = self.consensus.state.read(|state| {
-            state
-                .workers()
-                .into_iter()
-                .map(|record| worker_status(record, self.liveness.last(&record.worker).as_ref()))
-                .collect()
-        });
+        let workers = self
+            .consensus
+            .state
+            .read(|state| worker_statuses(state, &self.liveness));
         Ok(Response::new(pb::ListWorkersReply { workers }))
     }
 }
