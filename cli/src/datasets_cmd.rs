@@ -115,6 +115,54 @@ fn show_value(dataset: &PublishedDataset, value: &Value, output: Option<&Path>, 
 }
 
 /// `get` of a collection: to a file, or the first rows as a table.
+/// A published view: computed afresh on the workers, then shown or written.
+async fn get_view(
+    name: &str,
+    view: &cairn_client::LazyCollection,
+    output: Option<&Path>,
+    head: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let batches = view.compute().await?;
+    let rows: usize = batches.iter().map(|batch| batch.num_rows()).sum();
+    let Some(path) = output else {
+        let shown = head.unwrap_or(DEFAULT_HEAD_ROWS);
+        if json {
+            let mut buffer = Vec::new();
+            let mut writer = arrow::json::ArrayWriter::new(&mut buffer);
+            let mut left = shown;
+            for batch in &batches {
+                let take = left.min(batch.num_rows());
+                writer.write(&batch.slice(0, take))?;
+                left -= take;
+            }
+            writer.finish()?;
+            println!("{}", String::from_utf8_lossy(&buffer));
+        } else {
+            println!("{}", format_head(&batches, shown, rows as u64)?);
+        }
+        return Ok(());
+    };
+    let schema = batches
+        .first()
+        .map(|batch| batch.schema())
+        .ok_or_else(|| anyhow::anyhow!("view '{name}' computed no partitions"))?;
+    let mut writer = TableWriter::create(path, schema)?;
+    for batch in &batches {
+        writer.write(batch)?;
+    }
+    let rows = writer.finish()?;
+    if json {
+        println!("{}", json!({"name": name, "output": path, "rows": rows}));
+    } else {
+        println!(
+            "wrote {rows} rows of {name} (a view, computed now) to {}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 async fn get_collection(
     collection: &Collection,
     output: Option<&Path>,
@@ -254,6 +302,7 @@ pub async fn run(args: DatasetsArgs) -> anyhow::Result<()> {
             match &dataset.content {
                 Content::Value(value) => show_value(&dataset, value, output.as_deref(), json)?,
                 Content::Collection(collection) => get_collection(collection, output.as_deref(), head, json).await?,
+                Content::View(view) => get_view(&name, view, output.as_deref(), head, json).await?,
             }
         }
         DatasetsCommand::Publish {

@@ -36,6 +36,8 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// Recorded as the publisher of datasets this client publishes.
     pub publisher: String,
+    /// How long `compute`, `gather` and `result` wait for tasks to finish.
+    pub task_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +46,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
             publisher: default_publisher(),
+            task_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -122,6 +125,15 @@ struct Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("seeds", &self.inner.seeds)
+            .field("leader", &*lock(&self.inner.leader))
+            .finish()
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -297,13 +309,31 @@ impl Client {
     /// redirects at once; an unreachable, paused or leaderless replica makes the
     /// client try the next one after a growing pause; the whole call ends with
     /// [`Error::Timeout`] at the deadline, never hangs.
-    pub(crate) async fn call<T, F, Fut>(&self, operation: &'static str, mut attempt: F) -> Result<T, Error>
+    pub(crate) async fn call<T, F, Fut>(&self, operation: &'static str, attempt: F) -> Result<T, Error>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let options = &self.inner.options;
-        let deadline = Instant::now() + options.timeout;
+        self.call_within(operation, options.timeout, options.attempt_timeout, attempt)
+            .await
+    }
+
+    /// [`Client::call`] with its own limits: `timeout` in all, `attempt_timeout` per
+    /// attempt (calls that legitimately take long, such as submitting a large graph
+    /// or waiting on tasks).
+    pub(crate) async fn call_within<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        timeout: Duration,
+        attempt_timeout: Duration,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let deadline = Instant::now() + timeout;
         let mut candidates = self.candidates();
         let mut next = 0usize;
         let mut target = candidates[0].clone();
@@ -314,12 +344,12 @@ impl Client {
             if remaining.is_zero() {
                 return Err(Error::Timeout {
                     operation,
-                    after: options.timeout,
+                    after: timeout,
                     last_error,
                 });
             }
             let channel = self.channel(&target)?;
-            let limit = remaining.min(options.attempt_timeout);
+            let limit = remaining.min(attempt_timeout);
             let outcome = tokio::time::timeout(limit, attempt(channel)).await;
             let redirect_to = match outcome {
                 Ok(Ok(response)) => {
@@ -453,6 +483,7 @@ impl Client {
                 }),
                 attributes: dataset.attributes.into_iter().collect(),
                 persisted: None,
+                view: Vec::new(),
             })
             .collect();
         self.publish_items(items, override_existing).await
@@ -533,6 +564,7 @@ impl Client {
             Some(pb::dataset_entry::Kind::Persisted(collection)) => {
                 Content::Collection(Collection::from_reply(self.clone(), entry.name.clone(), collection)?)
             }
+            Some(pb::dataset_entry::Kind::View(view)) => Content::View(crate::lazy::view_collection(&view, self)?),
             None => {
                 return Err(Error::Protocol {
                     message: format!("dataset '{name}' is of a kind this client cannot read"),
@@ -562,6 +594,9 @@ impl Client {
     pub async fn get_collection(&self, name: &str) -> Result<Collection, Error> {
         match self.get_dataset(name).await?.content {
             Content::Collection(collection) => Ok(collection),
+            Content::View(_) => Err(Error::InvalidArgument {
+                message: format!("dataset '{name}' is a view (a lazy collection), not a persisted collection"),
+            }),
             Content::Value(_) => Err(Error::InvalidArgument {
                 message: format!("dataset '{name}' is an inline value, not a collection"),
             }),
@@ -571,6 +606,16 @@ impl Client {
     /// How long one call may take in all.
     pub fn timeout(&self) -> Duration {
         self.inner.options.timeout
+    }
+
+    /// How long `compute`, `gather` and `result` wait for tasks.
+    pub(crate) fn task_timeout(&self) -> Duration {
+        self.inner.options.task_timeout
+    }
+
+    /// This client's 16-byte id (the cluster keeps its wanted keys under it).
+    pub(crate) fn client_id(&self) -> [u8; 16] {
+        self.inner.client_id
     }
 
     /// What a dataset is, without reading its data (linearizable).

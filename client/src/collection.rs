@@ -122,6 +122,27 @@ async fn fetch_chunk(channel: Channel, key: &str, schema: &SchemaRef) -> Result<
     }
 }
 
+/// Reads one chunk from a worker, whole, whatever its schema.
+pub(crate) async fn fetch_whole_chunk(channel: Channel, key: &str) -> Result<RecordBatch, String> {
+    let mut client = flight_client(channel);
+    let ticket = Ticket {
+        ticket: key.as_bytes().to_vec().into(),
+    };
+    let mut stream = client.do_get(ticket).await.map_err(|error| error.to_string())?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        batches.push(batch.map_err(|error| error.to_string())?);
+    }
+    match batches.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => match stream.schema() {
+            Some(schema) => Ok(RecordBatch::new_empty(schema.clone())),
+            None => Err("the worker sent no schema".to_string()),
+        },
+        [first, ..] => concat_batches(&first.schema(), &batches).map_err(|error| error.to_string()),
+    }
+}
+
 impl Collection {
     pub(crate) fn from_reply(client: Client, name: String, collection: pb::Collection) -> Result<Collection, Error> {
         Ok(Collection {

@@ -92,12 +92,39 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A submitted graph was refused (a cycle, a missing dependency, an unknown
+    /// operation, a wrong argument, a duplicate key); nothing of it runs. The message
+    /// names the task.
+    #[error("{message}")]
+    InvalidGraph {
+        /// What is wrong, naming the task.
+        message: String,
+    },
+    /// A task failed: `task` raised (it is `key` itself or one of its dependencies)
+    /// with `message`, as the operation said it.
+    #[error("task '{key}' failed: {}", failure_text(key, task, message))]
+    TaskFailed {
+        /// The key asked for.
+        key: String,
+        /// The task that raised.
+        task: String,
+        /// Its message.
+        message: String,
+    },
     /// A replica answered something this client does not understand.
     #[error("unexpected reply: {message}")]
     Protocol {
         /// What was unexpected.
         message: String,
     },
+}
+
+fn failure_text(key: &str, task: &str, message: &str) -> String {
+    if key == task {
+        message.to_string()
+    } else {
+        format!("its dependency '{task}' failed: {message}")
+    }
 }
 
 /// How the client should react to a failed attempt.
@@ -131,6 +158,7 @@ pub(crate) fn classify(status: &Status) -> Attempt {
         "membership" => Attempt::Fail(Error::Membership { message }),
         "not-enough-workers" => Attempt::Fail(Error::NotEnoughWorkers { message }),
         "other-cluster" => Attempt::Fail(Error::OtherCluster { message }),
+        "invalid-graph" => Attempt::Fail(Error::InvalidGraph { message }),
         "not-leader" => match status
             .metadata()
             .get(LEADER_ADDR_KEY)

@@ -28,12 +28,21 @@
 //!   workers over Arrow Flight, failing over between replicas.
 //! - `upload.rs`: [`Client::publish_batches`]: chunking, durable upload, atomic publish.
 //! - `worker_api.rs`: the worker registry ([`Client::workers`]) and the calls workers make.
+//! - `tasks.rs`: [`Delayed`] tasks, [`TaskFuture`]s, `submit`, `compute`, `gather`.
+//! - `lazy.rs`: [`LazyCollection`] (read CSV/Parquet/Arrow, filter, arithmetic,
+//!   reductions as trees, head), [`Persisted`], publishing `Persisted` and `View`s.
+//! - `task_types.rs`: [`Literal`], [`OpSignature`]: the words shared with workers.
 //! - `error.rs`: [`Error`], and how a replica's gRPC status becomes one.
+//! - `expr.rs`: [`Expr`], the serialisable column expression of `filter` and `with_columns` tasks.
 
 mod client;
 mod collection;
 mod datasets;
 mod error;
+mod expr;
+mod lazy;
+mod task_types;
+mod tasks;
 mod upload;
 mod value;
 mod worker_api;
@@ -42,9 +51,15 @@ pub use client::{parse_cluster, Client, ClientOptions, NodeStatus};
 pub use collection::{ChunkInfo, ChunkLocation, Collection};
 pub use datasets::Datasets;
 pub use error::Error;
+pub use expr::{
+    col, lit, named_exprs_from_json, named_exprs_to_json, BinaryOp, CastType, Expr, ExprError, IntoLiteral, UnaryOp,
+};
+pub use lazy::{LazyCollection, PersistOptions, Persisted, DEFAULT_BLOCKSIZE, TREE_FAN_IN};
+pub use task_types::{Literal, OpSignature, ParamKind, ParamSpec};
+pub use tasks::{scalar_f64, scalar_i64, Delayed, OperationCatalogue, TaskArg, TaskFuture, TaskState};
 pub use upload::{put_chunk, PublishOptions, PublishSummary, TransferError, UploadProgress};
 pub use value::{CollectionInfo, Content, Dataset, DatasetInfo, PublishedDataset, Value, BYTES, TEXT};
-pub use worker_api::{HeartbeatStream, WorkerInfo};
+pub use worker_api::{HeartbeatStream, TaskStream, WorkerInfo};
 
 /// Wire types that workers exchange with schedulers (for `cairn-worker`).
 #[doc(hidden)]

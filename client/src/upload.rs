@@ -173,6 +173,35 @@ pub async fn put_chunk(
         .map_err(|error| TransferError::other(format!("an undecodable acknowledgement: {error}")))
 }
 
+/// Asks the worker at `addr` to make its held result `key` durable and copy it to
+/// `replicate_to` (Flight action `persist`).
+pub(crate) async fn persist_on_worker(
+    client: &Client,
+    addr: &str,
+    key: &str,
+    replicate_to: Vec<pb::ChunkLocation>,
+) -> Result<pb::ChunkStored, TransferError> {
+    let channel = client
+        .channel(addr)
+        .map_err(|error| TransferError::other(error.to_string()))?;
+    let request = pb::ChunkUpload {
+        key: key.to_string(),
+        replicate_to,
+    };
+    let mut flight = flight_client(channel);
+    let action = arrow_flight::Action {
+        r#type: "persist".to_string(),
+        body: request.encode_to_vec().into(),
+    };
+    let mut results = flight.do_action(action).await.map_err(TransferError::from)?;
+    let body = results
+        .try_next()
+        .await
+        .map_err(TransferError::from)?
+        .ok_or_else(|| TransferError::other("the worker answered nothing".to_string()))?;
+    pb::ChunkStored::decode(body).map_err(|error| TransferError::other(format!("an undecodable answer: {error}")))
+}
+
 /// Why a chunk transfer failed, and whether trying the same worker later may work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -458,6 +487,7 @@ impl Client {
                 rows: 0,
                 bytes: 0,
             }),
+            view: Vec::new(),
         };
         let log_index = self.publish_items(vec![item], options.override_existing).await?;
         Ok(PublishSummary { log_index, ..summary })

@@ -109,6 +109,8 @@ pub enum Content {
     Value(Value),
     /// A persisted collection: metadata here, chunks on the workers.
     Collection(Collection),
+    /// A published view: a lazy collection, computed afresh when asked.
+    View(crate::LazyCollection),
 }
 
 /// A published dataset, as `get_dataset` returns it.
@@ -131,7 +133,7 @@ impl PublishedDataset {
     pub fn value(&self) -> Option<&Value> {
         match &self.content {
             Content::Value(value) => Some(value),
-            Content::Collection(_) => None,
+            Content::Collection(_) | Content::View(_) => None,
         }
     }
 
@@ -143,7 +145,7 @@ impl PublishedDataset {
     /// The collection, if the dataset is one.
     pub fn collection(&self) -> Option<&Collection> {
         match &self.content {
-            Content::Value(_) => None,
+            Content::Value(_) | Content::View(_) => None,
             Content::Collection(collection) => Some(collection),
         }
     }

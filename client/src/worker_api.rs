@@ -72,6 +72,14 @@ pub struct HeartbeatStream {
     pub replies: tonic::Streaming<pb::HeartbeatReply>,
 }
 
+/// The worker's side of an open task stream.
+pub struct TaskStream {
+    /// Reports to send (the hello went first).
+    pub outbound: mpsc::UnboundedSender<pb::WorkerTaskMessage>,
+    /// The leader's assignments, cancellations and releases.
+    pub messages: tonic::Streaming<pb::SchedulerTaskMessage>,
+}
+
 fn registry(channel: Channel) -> WorkerRegistryClient<Channel> {
     WorkerRegistryClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -127,5 +135,47 @@ impl Client {
             message: "the heartbeat stream opened without a sender".to_string(),
         })?;
         Ok(HeartbeatStream { outbound, replies })
+    }
+
+    /// For workers: opens the task stream to the leader, saying `hello` first.
+    #[doc(hidden)]
+    pub async fn open_task_stream(&self, hello: pb::WorkerHello) -> Result<TaskStream, Error> {
+        let mut sender_slot = None;
+        let messages = self
+            .call("open task stream", |channel| {
+                let (outbound, receiver) = mpsc::unbounded_channel();
+                let _ = outbound.send(pb::WorkerTaskMessage {
+                    kind: Some(pb::worker_task_message::Kind::Hello(hello.clone())),
+                });
+                sender_slot = Some(outbound);
+                async move {
+                    registry(channel)
+                        .tasks(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
+                        .await
+                }
+            })
+            .await?;
+        let outbound = sender_slot.ok_or_else(|| Error::Protocol {
+            message: "the task stream opened without a sender".to_string(),
+        })?;
+        Ok(TaskStream { outbound, messages })
+    }
+
+    /// Reads chunk `key` whole from the worker at `addr` (one attempt; the caller
+    /// fails over between holders).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let batch = client.read_chunk_from("127.0.0.1:7201", "inc-000001").await?;
+    /// println!("{} rows", batch.num_rows());
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_chunk_from(&self, addr: &str, key: &str) -> Result<arrow::array::RecordBatch, Error> {
+        let channel = self.channel(addr)?;
+        crate::collection::fetch_whole_chunk(channel, key)
+            .await
+            .map_err(|message| Error::Protocol {
+                message: format!("reading chunk {key} from {addr}: {message}"),
+            })
     }
 }

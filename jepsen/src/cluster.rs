@@ -287,6 +287,7 @@ impl Cluster {
             timeout,
             attempt_timeout: attempt,
             publisher: "cairn-jepsen".to_string(),
+            ..Default::default()
         };
         Ok(Client::connect_with(self.addrs(), options).await?)
     }

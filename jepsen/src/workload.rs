@@ -241,6 +241,8 @@ pub fn classify(f: OpFn, error: &Error) -> OpType {
         | Error::Membership { .. }
         | Error::NotEnoughWorkers { .. }
         | Error::OtherCluster { .. }
+        | Error::InvalidGraph { .. }
+        | Error::TaskFailed { .. }
         // Workers could not store the data: the publish itself was never sent.
         | Error::Unavailable { .. } => OpType::Fail,
         Error::Timeout { .. } | Error::Protocol { .. } => unanswered(f),

@@ -188,6 +188,12 @@ impl Replica {
         }
     }
 
+    /// The term this replica leads in, if it believes it leads.
+    pub fn leading_term(&self) -> Option<u64> {
+        let status = self.status_now(None);
+        (status.leader_id == Some(status.node_id)).then_some(status.term)
+    }
+
     /// Fails with `NotLeader` unless this replica believes it leads.
     pub fn ensure_leader(&self) -> Result<(), ReplicaError> {
         let status = self.status_now(None);

@@ -85,7 +85,28 @@ impl TestCluster {
         test_cluster.cluster.set_worker_args(args);
         test_cluster.cluster.start_workers()?;
         test_cluster.wait_for_workers(workers as usize).await?;
+        test_cluster.wait_for_task_streams(workers as u32).await?;
         Ok(test_cluster)
+    }
+
+    /// Waits until at least `count` workers have their task stream open to the
+    /// leader (30 s at most), so graphs can be placed on all of them.
+    pub async fn wait_for_task_streams(&self, count: u32) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match client.operations().await {
+                Ok(catalogue) if catalogue.connected_workers >= count => return Ok(()),
+                Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Ok(catalogue) => bail!(
+                    "only {} of {count} workers opened their task stream within 30 s",
+                    catalogue.connected_workers
+                ),
+                Err(error) => bail!("cannot list operations: {error}"),
+            }
+        }
     }
 
     /// Waits until at least `count` workers are alive in the registry (30 s at most).

@@ -25,6 +25,7 @@ fn publish(client_id: &[u8], seq: u64, name: &str, value: &str) -> pb::PublishRe
             }),
             attributes: Default::default(),
             persisted: None,
+            view: Vec::new(),
         }],
         r#override: false,
         publisher: "test".to_string(),

@@ -19,6 +19,7 @@ use crate::error::WorkerError;
 use crate::flight::WorkerData;
 use crate::identity::WorkerIdentity;
 use crate::rss::process_rss;
+use crate::tasks::{run_task_stream, Executor};
 use crate::ChunkKey;
 
 /// The pause between attempts to reach the cluster.
@@ -39,6 +40,7 @@ pub async fn run_link(
     mut identity: WorkerIdentity,
     addr: String,
     data: WorkerData,
+    executor: Executor,
 ) -> Result<(), WorkerError> {
     let options = ClientOptions {
         timeout: Duration::from_secs(5),
@@ -72,8 +74,19 @@ pub async fn run_link(
                 continue;
             }
         }
-        if let Err(error) = heartbeat(&client, &config, &identity, &data, &mut ages).await {
-            tracing::info!(%error, "heartbeat stream ended; registering again");
+        // Heartbeats and task work go to the same leader; when either stream ends,
+        // the worker registers again and reopens both.
+        tokio::select! {
+            ended = heartbeat(&client, &config, &identity, &data, &mut ages) => {
+                if let Err(error) = ended {
+                    tracing::info!(%error, "heartbeat stream ended; registering again");
+                }
+            }
+            ended = run_task_stream(&client, &executor, &identity.worker_id, config.nthreads) => {
+                if let Err(error) = ended {
+                    tracing::info!(%error, "task stream ended; registering again");
+                }
+            }
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }

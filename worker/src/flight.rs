@@ -31,6 +31,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024 * 1024;
 /// Metadata key holding a stable error kind (as the schedulers' `cairn-error`).
 pub const ERROR_KIND_KEY: &str = "cairn-error";
+/// The Flight action that makes a task result durable for publishing.
+pub const PERSIST_ACTION: &str = "persist";
 /// How long a copy to a replica may take before the upload fails.
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -108,6 +110,7 @@ fn stored_reply(stored: &StoredChunk, holders: Vec<String>) -> pb::ChunkStored {
         bytes: stored.file_bytes,
         checksum: stored.checksum.unwrap_or(0),
         holders,
+        schema_ipc: Vec::new(),
     }
 }
 
@@ -169,6 +172,86 @@ impl WorkerFlightService {
             _ => concat_batches(&schema, &batches).map_err(|error| invalid(error.to_string()))?,
         };
         Ok(batch)
+    }
+}
+
+impl WorkerFlightService {
+    /// Copies a chunk this worker stored durably to `targets` (each stores it durably
+    /// too); returns every holder, this worker first.
+    async fn replicate(
+        &self,
+        key: &ChunkKey,
+        batch: &RecordBatch,
+        stored: &StoredChunk,
+        targets: &[pb::ChunkLocation],
+    ) -> Result<Vec<String>, Status> {
+        let mut holders = vec![self.data.worker_id.clone()];
+        let copies = targets.iter().map(|target| {
+            let (key, batch) = (key.clone(), batch.clone());
+            async move {
+                let copy = cairn_client::put_chunk(&target.addr, key.as_str(), batch, Vec::new());
+                match tokio::time::timeout(REPLICATION_TIMEOUT, copy).await {
+                    Ok(result) => result.map_err(|error| (target, error)),
+                    Err(_) => Err((
+                        target,
+                        cairn_client::TransferError {
+                            message: "no answer".to_string(),
+                            worker_paused: false,
+                        },
+                    )),
+                }
+            }
+        });
+        for copied in futures::future::join_all(copies).await {
+            match copied {
+                Ok(ack) if Some(ack.checksum) == stored.checksum => holders.extend(ack.holders),
+                Ok(ack) => {
+                    return Err(Status::data_loss(format!(
+                        "replica of chunk {key} has checksum {:08x}, this worker wrote {:08x?}",
+                        ack.checksum, stored.checksum
+                    )))
+                }
+                Err((target, error)) => {
+                    let message = format!(
+                        "cannot copy chunk {key} to worker {} at {}: {error}",
+                        target.worker_id, target.addr
+                    );
+                    // A paused replica makes the whole upload worth retrying later.
+                    let kind = if error.worker_paused {
+                        "worker-paused"
+                    } else {
+                        "replica-failed"
+                    };
+                    return Err(status_with_kind(tonic::Code::Unavailable, kind, message));
+                }
+            }
+        }
+        Ok(holders)
+    }
+
+    /// The `persist` action: makes a task result held here durable (fsync'd) and
+    /// copies it to the workers named, so a client can publish it as a `Persisted`
+    /// collection's chunk. Answers with the stored chunk and its schema.
+    async fn persist(&self, body: bytes::Bytes) -> Result<pb::ChunkStored, Status> {
+        let request = pb::ChunkUpload::decode(body)
+            .map_err(|error| invalid(format!("a persist action carries a ChunkUpload: {error}")))?;
+        let key = ChunkKey::parse(&request.key).map_err(|error| invalid(error.to_string()))?;
+        let store = self.data.store.clone();
+        let lookup = key.clone();
+        let batch = blocking(move || store.get(&lookup)).await?;
+        let store = self.data.store.clone();
+        let (stored_key, stored_batch) = (key.clone(), batch.clone());
+        let stored = blocking(move || store.put_durable(stored_key, stored_batch)).await?;
+        let holders = self.replicate(&key, &batch, &stored, &request.replicate_to).await?;
+        let mut reply = stored_reply(&stored, holders);
+        let schema: arrow_flight::IpcMessage =
+            arrow_flight::SchemaAsIpc::new(&batch.schema(), &arrow::ipc::writer::IpcWriteOptions::default())
+                .try_into()
+                .map_err(|error: arrow::error::ArrowError| {
+                    Status::internal(format!("cannot encode a schema: {error}"))
+                })?;
+        reply.schema_ipc = schema.0.to_vec();
+        Ok(reply)
     }
 }
 
@@ -252,47 +335,7 @@ impl FlightService for WorkerFlightService {
         let store = self.data.store.clone();
         let (stored_key, stored_batch) = (key.clone(), batch.clone());
         let stored = blocking(move || store.put_durable(stored_key, stored_batch)).await?;
-        let mut holders = vec![self.data.worker_id.clone()];
-        let copies = upload.replicate_to.iter().map(|target| {
-            let (key, batch) = (key.clone(), batch.clone());
-            async move {
-                let copy = cairn_client::put_chunk(&target.addr, key.as_str(), batch, Vec::new());
-                match tokio::time::timeout(REPLICATION_TIMEOUT, copy).await {
-                    Ok(result) => result.map_err(|error| (target, error)),
-                    Err(_) => Err((
-                        target,
-                        cairn_client::TransferError {
-                            message: "no answer".to_string(),
-                            worker_paused: false,
-                        },
-                    )),
-                }
-            }
-        });
-        for copied in futures::future::join_all(copies).await {
-            match copied {
-                Ok(ack) if Some(ack.checksum) == stored.checksum => holders.extend(ack.holders),
-                Ok(ack) => {
-                    return Err(Status::data_loss(format!(
-                        "replica of chunk {key} has checksum {:08x}, this worker wrote {:08x?}",
-                        ack.checksum, stored.checksum
-                    )))
-                }
-                Err((target, error)) => {
-                    let message = format!(
-                        "cannot copy chunk {key} to worker {} at {}: {error}",
-                        target.worker_id, target.addr
-                    );
-                    // A paused replica makes the whole upload worth retrying later.
-                    let kind = if error.worker_paused {
-                        "worker-paused"
-                    } else {
-                        "replica-failed"
-                    };
-                    return Err(status_with_kind(tonic::Code::Unavailable, kind, message));
-                }
-            }
-        }
+        let holders = self.replicate(&key, &batch, &stored, &upload.replicate_to).await?;
         tracing::debug!(chunk = %key, rows = stored.rows, holders = holders.len(), "chunk stored");
         let reply = PutResult {
             app_metadata: stored_reply(&stored, holders).encode_to_vec().into(),
@@ -300,12 +343,28 @@ impl FlightService for WorkerFlightService {
         Ok(Response::new(futures::stream::once(async move { Ok(reply) }).boxed()))
     }
 
-    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(Status::unimplemented("no actions"))
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let action = request.into_inner();
+        match action.r#type.as_str() {
+            PERSIST_ACTION => {
+                let stored = self.persist(action.body).await?;
+                let result = arrow_flight::Result {
+                    body: stored.encode_to_vec().into(),
+                };
+                Ok(Response::new(futures::stream::once(async move { Ok(result) }).boxed()))
+            }
+            other => Err(invalid(format!(
+                "unknown action {other:?}; this worker knows {PERSIST_ACTION:?}"
+            ))),
+        }
     }
 
     async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        Ok(Response::new(futures::stream::empty().boxed()))
+        let persist = ActionType {
+            r#type: PERSIST_ACTION.to_string(),
+            description: "make a held chunk durable and copy it to other workers (body: ChunkUpload)".to_string(),
+        };
+        Ok(Response::new(futures::stream::once(async move { Ok(persist) }).boxed()))
     }
 
     async fn do_exchange(

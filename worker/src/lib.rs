@@ -12,8 +12,12 @@
 //! - [`cluster_link`]: registration through Raft, the heartbeat stream to the leader,
 //!   release of unreferenced chunks.
 //! - [`identity`]: `worker.json`, the worker id and cluster of a data dir.
+//! - [`ops`]: the operation catalogue tasks run (`inc`, readers, filters, reductions…).
 //! - [`config`], [`error`], [`rss`]: configuration and byte sizes, errors, process RSS.
-//! - [`server`]: [`run`], one worker process.
+//! - [`tasks`]: task execution — the task stream to the leader, the queue with term
+//!   fencing, inputs from peers, results into the store.
+//! - [`server`]: [`run`], one worker process ([`run_with_operations`] for a custom
+//!   worker binary with its own operations).
 //!
 //! This crate knows nothing of Raft: it talks to the schedulers through
 //! `cairn-client`, which follows the leader.
@@ -24,11 +28,13 @@ pub mod config;
 pub mod error;
 pub mod flight;
 pub mod identity;
+pub mod ops;
 pub mod rss;
 pub mod server;
 pub mod store;
+pub mod tasks;
 
 pub use chunk_key::{ChunkKey, InvalidChunkKey};
 pub use config::{format_bytes, parse_bytes, WorkerConfig};
 pub use error::WorkerError;
-pub use server::run;
+pub use server::{run, run_with_operations};

@@ -14,8 +14,10 @@ use crate::config::{format_bytes, WorkerConfig};
 use crate::error::WorkerError;
 use crate::flight::{WorkerData, WorkerFlightService, MAX_MESSAGE_BYTES};
 use crate::identity::WorkerIdentity;
+use crate::ops::OpRegistry;
 use crate::rss::process_rss;
 use crate::store::{ChunkStore, StoreConfig};
+use crate::tasks::Executor;
 
 /// How often the worker compares its RSS with the limits.
 const PRESSURE_INTERVAL: Duration = Duration::from_millis(100);
@@ -26,11 +28,31 @@ const UPLOADS_AT_ONCE: usize = 2;
 /// The directory of chunk files inside a worker's data dir.
 pub const CHUNK_DIR: &str = "chunks";
 
-/// Runs a worker on `listener` until `shutdown` resolves or the cluster refuses it.
+/// Runs a worker with the built-in operations on `listener` until `shutdown`
+/// resolves or the cluster refuses it.
 pub async fn run(
     config: WorkerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    run_with_operations(config, listener, shutdown, OpRegistry::builtins()).await
+}
+
+/// Runs a worker offering `operations` (the built-ins plus a custom binary's own,
+/// see `worker/examples/custom_worker.rs`).
+///
+/// ```no_run
+/// # async fn demo(config: cairn_worker::WorkerConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// let operations = cairn_worker::ops::OpRegistry::builtins();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7201").await?;
+/// cairn_worker::run_with_operations(config, listener, std::future::pending(), operations).await?;
+/// # Ok(()) }
+/// ```
+pub async fn run_with_operations(
+    config: WorkerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    operations: OpRegistry,
 ) -> Result<(), WorkerError> {
     config.validate()?;
     let data_dir = config.data_dir.clone();
@@ -75,8 +97,9 @@ pub async fn run(
     let flight = FlightServiceServer::new(WorkerFlightService::new(data.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let executor = Executor::new(config.nthreads as usize, store.clone(), Arc::new(operations));
     let pressure = tokio::spawn(watch_pressure(store));
-    let link = run_link(config, identity, addr, data);
+    let link = run_link(config, identity, addr, data, executor);
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(flight)

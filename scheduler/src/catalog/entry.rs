@@ -198,8 +198,7 @@ impl From<LegacyPublishItem> for PublishItem {
 pub struct PublishItem {
     /// The name.
     pub name: DatasetName,
-    /// What it holds: an inline value or a persisted collection (views come with
-    /// task graphs).
+    /// What it holds: an inline value, a persisted collection, or a view (a graph).
     pub kind: EntryKind,
     /// User attributes.
     pub attributes: BTreeMap<String, String>,
@@ -221,11 +220,13 @@ impl PublishItem {
         match &self.kind {
             EntryKind::Value(value) => Self::validate_value(name, value)?,
             EntryKind::Persisted(collection) => collection.validate(name)?,
-            EntryKind::View(_) => {
-                return Err(CatalogError::InvalidCollection {
-                    name: name.to_string(),
-                    reason: "views (un-persisted graphs) cannot be published yet".to_string(),
-                })
+            EntryKind::View(view) => {
+                if view.graph.is_empty() {
+                    return Err(CatalogError::InvalidCollection {
+                        name: name.to_string(),
+                        reason: "a view needs its graph".to_string(),
+                    });
+                }
             }
         }
         validate_attributes(name, &self.attributes)

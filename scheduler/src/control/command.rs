@@ -3,7 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CatalogError, DatasetName, LegacyPublishItem, PublishItem};
+use crate::graph::{TaskKey, TaskSpec};
 use crate::registry::{WorkerId, WorkerRegistration};
+use crate::scheduling::TaskBatch;
+
+use super::tasks::SubmitRefused;
 
 /// The id a client picks (16 random bytes) when it connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -60,7 +64,7 @@ pub enum Operation {
 }
 
 /// A command in the Raft log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControlCommand {
     /// Opens a session for a client (idempotent), before its first write.
     OpenSession {
@@ -100,6 +104,22 @@ pub enum ControlCommand {
         /// The chunk keys.
         keys: Vec<String>,
     },
+    /// One batch of a submitted graph (a large graph takes several, in dependency
+    /// order): new tasks enter the task table; `client` wants `wanted`.
+    SubmitTasks {
+        /// The submitting client.
+        client: ClientId,
+        /// Tasks, each after its dependencies (or depending on tasks already held).
+        tasks: Vec<TaskSpec>,
+        /// Keys the client wants results of.
+        wanted: Vec<TaskKey>,
+    },
+    /// The leader's batched news about tasks: finished (where results live), failed,
+    /// released by clients, and forgotten.
+    RecordTasks {
+        /// The news, in the order the leader decided it (later news of a key wins).
+        batches: Vec<TaskBatch>,
+    },
 }
 
 /// A successful write.
@@ -121,6 +141,20 @@ pub enum ControlOutcome {
     Write(WriteOutcome),
     /// A registry change was applied at this log index.
     Registry {
+        /// The log index.
+        log_index: u64,
+    },
+    /// A batch of a graph entered the task table.
+    TasksSubmitted {
+        /// The log index.
+        log_index: u64,
+        /// How many of its tasks were new.
+        new_tasks: u64,
+    },
+    /// A batch of a graph was refused; nothing of it was applied.
+    SubmitRefused(SubmitRefused),
+    /// A batch of task news was recorded.
+    TasksRecorded {
         /// The log index.
         log_index: u64,
     },

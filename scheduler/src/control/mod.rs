@@ -8,7 +8,9 @@
 mod command;
 mod sessions;
 mod state;
+mod tasks;
 
 pub use command::{ClientId, ControlCommand, ControlOutcome, Operation, RequestId, WriteAck, WriteOutcome};
 pub use sessions::{MAX_OUTCOMES_PER_SESSION, MAX_SESSIONS, SESSION_TTL_MS};
 pub use state::ControlState;
+pub use tasks::{SubmitRefused, TaskOutcome, TaskRecord, TaskTable};

@@ -8,6 +8,7 @@ use cairn_storage::Row;
 
 use super::command::{ClientId, ControlCommand, ControlOutcome, Operation, WriteAck, WriteOutcome};
 use super::sessions::{Admission, Session, Sessions};
+use super::tasks::{TableChanges, TaskRecord, TaskTable};
 use crate::catalog::{CatalogError, DatasetEntry, DatasetName, EntryKind, PublishItem, MAX_PUBLISH_BYTES};
 use crate::registry::{WorkerId, WorkerRecord, WorkerRegistration, WorkerState};
 
@@ -17,6 +18,8 @@ const SESSION_PREFIX: &[u8] = b"s/";
 const WORKER_PREFIX: &[u8] = b"w/";
 const NEXT_ORDER_KEY: &[u8] = b"m/next_order";
 const CLOCK_KEY: &[u8] = b"m/clock";
+const TASK_PREFIX: &[u8] = b"t/";
+const NEXT_TASK_ORDER_KEY: &[u8] = b"m/next_task_order";
 
 /// Everything the schedulers agree on through Raft (today: the dataset catalog and
 /// client sessions).
@@ -37,6 +40,8 @@ pub struct ControlState {
     /// Which published datasets refer to each chunk key (derived from `datasets`,
     /// never stored): a chunk no dataset refers to may be deleted by its workers.
     chunk_index: BTreeMap<String, BTreeSet<DatasetName>>,
+    /// Submitted tasks, their recorded outcomes and wanters.
+    tasks: TaskTable,
 }
 
 fn dataset_key(name: &DatasetName) -> Vec<u8> {
@@ -45,6 +50,10 @@ fn dataset_key(name: &DatasetName) -> Vec<u8> {
 
 fn session_key(client: &ClientId) -> Vec<u8> {
     [SESSION_PREFIX, client.0.as_slice()].concat()
+}
+
+fn task_key(key: &crate::graph::TaskKey) -> Vec<u8> {
+    [TASK_PREFIX, key.as_str().as_bytes()].concat()
 }
 
 fn worker_key(worker: &WorkerId) -> Vec<u8> {
@@ -115,12 +124,55 @@ impl ControlState {
             .count()
     }
 
-    /// The keys among `keys` that no published dataset refers to.
+    /// The keys among `keys` that no published dataset refers to and that are not
+    /// the recorded result of a task in the table.
     pub fn unreferenced<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Vec<String> {
         keys.into_iter()
-            .filter(|key| !self.chunk_index.contains_key(*key))
+            .filter(|key| !self.chunk_index.contains_key(*key) && !self.tasks.holds_result(key))
             .cloned()
             .collect()
+    }
+
+    /// Whether a published dataset refers to chunk `key`.
+    pub fn is_pinned(&self, key: &str) -> bool {
+        self.chunk_index.contains_key(key)
+    }
+
+    /// Every chunk key a published dataset refers to.
+    pub fn pinned_keys(&self) -> impl Iterator<Item = &String> {
+        self.chunk_index.keys()
+    }
+
+    /// The task table.
+    pub fn tasks(&self) -> &TaskTable {
+        &self.tasks
+    }
+
+    /// Where chunk `key` of a published dataset lives and how big it is.
+    pub fn chunk_location(&self, key: &str) -> Option<(u64, Vec<WorkerId>)> {
+        let name = self.chunk_index.get(key)?.iter().next()?;
+        let EntryKind::Persisted(collection) = &self.datasets.get(name)?.kind else {
+            return None;
+        };
+        let chunk = collection.chunks.iter().find(|chunk| chunk.key == key)?;
+        Some((chunk.bytes, chunk.locations.clone()))
+    }
+
+    fn write_tasks(&self, changes: TableChanges, writes: &mut StateWrites) {
+        for key in changes.written {
+            match self.tasks.get(&key).map(|record| codec::encode("task", record)) {
+                Some(Ok(bytes)) => writes.put(task_key(&key), bytes),
+                Some(Err(error)) => tracing::error!(%key, %error, "cannot encode a task record"),
+                None => writes.delete(task_key(&key)),
+            }
+        }
+        for key in changes.deleted {
+            writes.delete(task_key(&key));
+        }
+        writes.put(
+            NEXT_TASK_ORDER_KEY.to_vec(),
+            self.tasks.next_order().to_be_bytes().to_vec(),
+        );
     }
 
     /// Records that `entry`'s chunks are referred to by it (`add`) or no longer (`!add`).
@@ -418,6 +470,14 @@ impl ControlState {
                     record.state = WorkerState::Gone;
                     self.write_worker(&worker, writes);
                 }
+                let written = self.tasks.drop_worker(worker);
+                self.write_tasks(
+                    TableChanges {
+                        written,
+                        deleted: Vec::new(),
+                    },
+                    writes,
+                );
                 ControlOutcome::Registry { log_index }
             }
             ControlCommand::ChunksLost { worker, keys } => {
@@ -431,6 +491,20 @@ impl ControlState {
                 let lost: BTreeSet<String> = keys.into_iter().collect();
                 self.drop_locations(worker, holders, |key| lost.contains(key), writes);
                 ControlOutcome::Registry { log_index }
+            }
+            ControlCommand::SubmitTasks { client, tasks, wanted } => match self.tasks.submit(client, tasks, wanted) {
+                Ok((changes, new_tasks)) => {
+                    self.write_tasks(changes, writes);
+                    ControlOutcome::TasksSubmitted { log_index, new_tasks }
+                }
+                Err(refused) => ControlOutcome::SubmitRefused(refused),
+            },
+            ControlCommand::RecordTasks { batches } => {
+                for batch in batches {
+                    let changes = self.tasks.record(batch);
+                    self.write_tasks(changes, writes);
+                }
+                ControlOutcome::TasksRecorded { log_index }
             }
         }
     }
@@ -468,6 +542,22 @@ impl ReplicatedState for ControlState {
                     ));
                 }
                 state.workers.insert(record.worker, record);
+            } else if key.starts_with(TASK_PREFIX) {
+                let record: TaskRecord = codec::decode("task", &value).map_err(|e| load_error("task", e))?;
+                if key != task_key(&record.spec.key) {
+                    return Err(load_error(
+                        "task",
+                        format!("row {key:?} holds task {}", record.spec.key),
+                    ));
+                }
+                state.tasks.insert_loaded(record);
+            } else if key == NEXT_TASK_ORDER_KEY {
+                state.tasks.set_next_order(u64::from_be_bytes(
+                    value
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| load_error("next task order", "not 8 bytes"))?,
+                ));
             } else if key == NEXT_ORDER_KEY {
                 state.next_order = u64::from_be_bytes(
                     value

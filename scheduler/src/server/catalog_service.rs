@@ -38,11 +38,9 @@ impl CatalogService {
                 log_index: ack.log_index,
             }),
             ControlOutcome::Write(Err(error)) => Err(ServerError::Catalog(error)),
-            other @ (ControlOutcome::SessionOpened | ControlOutcome::Registry { .. }) => {
-                Err(ServerError::Unavailable {
-                    reason: format!("a write returned {other:?}"),
-                })
-            }
+            other => Err(ServerError::Unavailable {
+                reason: format!("a write returned {other:?}"),
+            }),
         }
     }
 

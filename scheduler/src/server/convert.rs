@@ -7,7 +7,9 @@ use cairn_proto::v1 as pb;
 
 use super::error::ServerError;
 use super::liveness::{Heard, Liveness};
-use crate::catalog::{ChunkRef, DatasetEntry, DatasetName, EntryKind, InlineValue, PersistedCollection, PublishItem};
+use crate::catalog::{
+    ChunkRef, DatasetEntry, DatasetName, EntryKind, InlineValue, PersistedCollection, PublishItem, ViewCollection,
+};
 use crate::control::ControlState;
 use crate::registry::{WorkerId, WorkerRecord, WorkerState};
 
@@ -21,6 +23,12 @@ pub fn publish_item(item: pb::PublishItem) -> Result<PublishItem, ServerError> {
                 reason: format!("dataset '{name}': give a value or a collection, not both"),
             })
         }
+        (Some(_), None) | (None, Some(_)) if !item.view.is_empty() => {
+            return Err(ServerError::InvalidRequest {
+                reason: format!("dataset '{name}': give a value, a collection or a view, not several"),
+            })
+        }
+        (None, None) if !item.view.is_empty() => EntryKind::View(ViewCollection { graph: item.view }),
         (value, None) => {
             let value = value.unwrap_or_default();
             EntryKind::Value(InlineValue {
@@ -113,7 +121,7 @@ pub fn entry_reply(state: &ControlState, entry: &DatasetEntry) -> pb::DatasetEnt
         EntryKind::Persisted(collection) => {
             Some(pb::dataset_entry::Kind::Persisted(collection_reply(state, collection)))
         }
-        EntryKind::View(_) => None,
+        EntryKind::View(view) => Some(pb::dataset_entry::Kind::View(view.graph.clone())),
     };
     pb::DatasetEntry {
         name: entry.name.to_string(),
@@ -133,7 +141,7 @@ pub fn info_reply(state: &ControlState, entry: &DatasetEntry) -> pb::DatasetInfo
             collection.bytes(),
             Some(collection_reply(state, collection)),
         ),
-        EntryKind::View(_) => (String::new(), 0, None),
+        EntryKind::View(view) => ("application/x-cairn-view".to_string(), view.graph.len() as u64, None),
     };
     pb::DatasetInfo {
         name: entry.name.to_string(),

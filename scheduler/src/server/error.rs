@@ -10,6 +10,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
 use crate::catalog::CatalogError;
+use crate::control::SubmitRefused;
+use crate::graph::GraphError;
 
 /// Metadata key holding the error kind.
 pub const ERROR_KIND_KEY: &str = "cairn-error";
@@ -58,6 +60,12 @@ pub enum ServerError {
         /// Why.
         reason: String,
     },
+    /// A submitted graph is malformed; nothing of it was applied.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// A batch of a graph was refused by the state machine; nothing of it was applied.
+    #[error(transparent)]
+    SubmitRefused(#[from] SubmitRefused),
     /// A worker's data dir belongs to another cluster.
     #[error("the worker's data dir belongs to cluster {worker_cluster}, but this is cluster {cluster}; give the worker its own data dir")]
     OtherCluster {
@@ -95,6 +103,7 @@ impl ServerError {
                 | CatalogError::InvalidMetadata { .. }
                 | CatalogError::MalformedCommand { .. } => (Code::InvalidArgument, "invalid-argument"),
             },
+            ServerError::Graph(_) | ServerError::SubmitRefused(_) => (Code::InvalidArgument, "invalid-graph"),
             ServerError::NotLeader { .. } => (Code::Unavailable, "not-leader"),
             ServerError::Timeout { .. } => (Code::DeadlineExceeded, "timeout"),
             ServerError::Unavailable { .. } => (Code::Unavailable, "unavailable"),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cairn_proto::v1 as pb;
 
 use super::consensus::{now_ms, Consensus};
+use super::dispatch::Dispatcher;
 use crate::control::ControlCommand;
 use crate::registry::{WorkerId, WorkerState};
 
@@ -110,7 +111,7 @@ impl Liveness {
 
 /// Runs forever (until the task is dropped): while this replica leads, marks workers
 /// silent for longer than `timeout` gone through Raft.
-pub async fn monitor(consensus: Consensus, liveness: Liveness, timeout: Duration) {
+pub async fn monitor(consensus: Consensus, liveness: Liveness, dispatcher: Dispatcher, timeout: Duration) {
     let mut tick = tokio::time::interval(MONITOR_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -135,9 +136,12 @@ pub async fn monitor(consensus: Consensus, liveness: Liveness, timeout: Duration
                 worker,
                 now_ms: now_ms(),
             };
-            if let Err(error) = consensus.propose(&command).await {
-                tracing::warn!(%worker, %error, "cannot mark the worker gone; will retry");
-                liveness.retry_later(&worker);
+            match consensus.propose(&command).await {
+                Ok(_) => dispatcher.worker_gone(worker),
+                Err(error) => {
+                    tracing::warn!(%worker, %error, "cannot mark the worker gone; will retry");
+                    liveness.retry_later(&worker);
+                }
             }
         }
     }

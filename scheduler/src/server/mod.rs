@@ -6,10 +6,13 @@ mod bugs;
 mod catalog_service;
 mod consensus;
 mod convert;
+mod convert_graph;
+mod dispatch;
 mod error;
 mod flight_service;
 mod liveness;
 mod reconfig;
+mod task_service;
 mod worker_service;
 
 use std::future::Future;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use cairn_proto::v1::admin_server::AdminServer;
 use cairn_proto::v1::catalog_server::CatalogServer;
+use cairn_proto::v1::scheduler_server::SchedulerServer;
 use cairn_proto::v1::worker_registry_server::WorkerRegistryServer;
 use cairn_raft::network::MAX_MESSAGE_BYTES;
 use cairn_raft::{NodeConfig, OpenError, RaftNode};
@@ -28,12 +32,15 @@ pub use admin_service::AdminService;
 pub use bugs::{InjectedBugs, BUG_NAMES};
 pub use catalog_service::CatalogService;
 pub use consensus::Consensus;
+pub use dispatch::Dispatcher;
 pub use error::{ServerError, ERROR_KIND_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY};
 pub use flight_service::CatalogFlightService;
 pub use liveness::Liveness;
+pub use task_service::TaskService;
 pub use worker_service::WorkerService;
 
 use crate::control::ControlState;
+use crate::scheduling::CoreConfig;
 
 /// Everything one scheduler replica needs.
 #[derive(Debug, Clone)]
@@ -85,9 +92,11 @@ pub async fn run(
         injected_bugs: config.injected_bugs,
     };
     let liveness = Liveness::default();
+    let dispatcher = Dispatcher::start(consensus.clone(), CoreConfig::default());
     let monitor = tokio::spawn(liveness::monitor(
         consensus.clone(),
         liveness.clone(),
+        dispatcher.clone(),
         config.worker_timeout,
     ));
     let catalog = CatalogServer::new(CatalogService::new(consensus.clone()))
@@ -97,9 +106,13 @@ pub async fn run(
         consensus.clone(),
         node.identity.clone(),
         liveness.clone(),
+        dispatcher.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let scheduler = SchedulerServer::new(TaskService::new(consensus.clone(), dispatcher))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let flight = FlightServiceServer::new(CatalogFlightService::new(consensus.clone()))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService::new(consensus, node.identity.clone(), liveness));
@@ -108,6 +121,7 @@ pub async fn run(
         .add_service(node.transport())
         .add_service(catalog)
         .add_service(workers)
+        .add_service(scheduler)
         .add_service(flight)
         .add_service(admin)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

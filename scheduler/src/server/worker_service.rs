@@ -13,10 +13,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::consensus::{now_ms, Consensus};
 use super::convert::worker_statuses;
+use super::convert_graph::{signature, task_key};
+use super::dispatch::Dispatcher;
 use super::error::ServerError;
 use super::liveness::Liveness;
 use crate::control::{ControlCommand, ControlOutcome};
 use crate::registry::{WorkerId, WorkerRegistration, WorkerState};
+use crate::scheduling::Event;
 
 /// Serves workers (registration, heartbeats) and clients (the registry).
 pub struct WorkerService {
@@ -26,15 +29,23 @@ pub struct WorkerService {
     identity: ClusterIdentity,
     /// The leader's memory of heartbeats.
     liveness: Liveness,
+    /// The leader's task runtime.
+    dispatcher: Dispatcher,
 }
 
 impl WorkerService {
     /// The service over `consensus`.
-    pub fn new(consensus: Consensus, identity: ClusterIdentity, liveness: Liveness) -> WorkerService {
+    pub fn new(
+        consensus: Consensus,
+        identity: ClusterIdentity,
+        liveness: Liveness,
+        dispatcher: Dispatcher,
+    ) -> WorkerService {
         WorkerService {
             consensus,
             identity,
             liveness,
+            dispatcher,
         }
     }
 }
@@ -83,6 +94,37 @@ async fn answer(
 }
 
 type HeartbeatStream = Pin<Box<dyn Stream<Item = Result<pb::HeartbeatReply, Status>> + Send>>;
+type TaskMessageStream = Pin<Box<dyn Stream<Item = Result<pb::SchedulerTaskMessage, Status>> + Send>>;
+
+/// Feeds one batch of a worker's task reports to the runtime.
+fn report(dispatcher: &Dispatcher, worker: WorkerId, events: pb::TaskEvents) {
+    for finished in events.finished {
+        match task_key(&finished.key) {
+            Ok(key) => dispatcher.event(Event::TaskFinished {
+                worker,
+                key,
+                bytes: finished.bytes,
+                rows: finished.rows,
+            }),
+            Err(error) => tracing::warn!(%worker, %error, "worker reported a malformed key"),
+        }
+    }
+    for erred in events.erred {
+        match task_key(&erred.key) {
+            Ok(key) => dispatcher.event(Event::TaskErred {
+                worker,
+                key,
+                message: erred.message,
+            }),
+            Err(error) => tracing::warn!(%worker, %error, "worker reported a malformed key"),
+        }
+    }
+    for cancelled in events.cancelled {
+        if let Ok(key) = task_key(&cancelled) {
+            dispatcher.event(Event::TaskCancelled { worker, key });
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl WorkerRegistry for WorkerService {
@@ -157,6 +199,59 @@ impl WorkerRegistry for WorkerService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    type TasksStream = TaskMessageStream;
+
+    async fn tasks(
+        &self,
+        request: Request<Streaming<pb::WorkerTaskMessage>>,
+    ) -> Result<Response<Self::TasksStream>, Status> {
+        self.consensus.replica.ensure_leader().map_err(ServerError::from)?;
+        let mut inbound = request.into_inner();
+        let hello = match inbound.next().await {
+            Some(Ok(pb::WorkerTaskMessage {
+                kind: Some(pb::worker_task_message::Kind::Hello(hello)),
+            })) => hello,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                return Err(ServerError::InvalidRequest {
+                    reason: "a task stream starts with the worker's hello".to_string(),
+                }
+                .into())
+            }
+        };
+        let worker = worker_id(&hello.worker_id)?;
+        let alive = self.consensus.state.read(|state| {
+            state
+                .worker(&worker)
+                .is_some_and(|record| record.state == WorkerState::Alive)
+        });
+        if !alive {
+            return Err(ServerError::InvalidRequest {
+                reason: format!("worker {worker} is not registered as alive; register first"),
+            }
+            .into());
+        }
+        let operations = hello.operations.into_iter().map(signature).collect();
+        let (outbox, receiver) = mpsc::unbounded_channel();
+        let connection = self.dispatcher.connect(worker, hello.nthreads, operations, outbox);
+        let dispatcher = self.dispatcher.clone();
+        tokio::spawn(async move {
+            while let Some(message) = inbound.next().await {
+                match message {
+                    Ok(pb::WorkerTaskMessage {
+                        kind: Some(pb::worker_task_message::Kind::Events(events)),
+                    }) => report(&dispatcher, worker, events),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            dispatcher.disconnect(worker, connection);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
+        )))
     }
 
     async fn list_workers(

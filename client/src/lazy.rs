@@ -1,0 +1,867 @@
+//! Lazy collections (SPEC §5): a list of partitions, each a task not yet run, a held
+//! result, or a chunk of a published dataset — Dask's dataframe on Arrow batches.
+//! Methods build graphs; `compute` brings results to the client, `persist` keeps
+//! them on workers, and both can be published (`Persisted` and `View` entries).
+//!
+//! ```no_run
+//! use cairn_client::{col, lit, Client};
+//!
+//! # async fn demo(client: Client) -> Result<(), cairn_client::Error> {
+//! let accounts = client.read_csv("data/accounts.*.csv")?;
+//! let negative = accounts.filter(&col("balance").lt(lit(0)));
+//! let held = negative.persist().await?;
+//! client.publish_persisted("negative_accounts", &held, Default::default()).await?;
+//! let mean = accounts.mean().await?;   // 1 row: the mean of each numeric column
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use arrow::array::RecordBatch;
+use cairn_proto::v1 as pb;
+use prost::Message;
+
+use crate::error::Error;
+use crate::expr::{named_exprs_to_json, Expr};
+use crate::task_types::Literal;
+use crate::tasks::{Delayed, TaskArg, TaskFuture, TaskState};
+use crate::Client;
+
+/// How many partial results one tree-reduction step combines.
+pub const TREE_FAN_IN: usize = 8;
+/// The default byte range of one CSV partition.
+pub const DEFAULT_BLOCKSIZE: u64 = 64 * 1024 * 1024;
+
+/// A lazy collection of Arrow batches (one per partition, with one schema).
+///
+/// ```no_run
+/// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+/// let table = client.read_parquet("data/*.parquet")?;
+/// println!("{} partitions", table.npartitions());
+/// let batches = table.head(5).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LazyCollection {
+    client: Client,
+    partitions: Vec<TaskArg>,
+}
+
+/// Files matching `pattern` (a path or a glob), sorted; an error names the pattern.
+fn expand(pattern: &str) -> Result<Vec<PathBuf>, Error> {
+    let invalid = |message: String| Error::InvalidArgument { message };
+    let paths: Vec<PathBuf> = glob::glob(pattern)
+        .map_err(|error| invalid(format!("invalid path pattern {pattern:?}: {error}")))?
+        .filter_map(Result::ok)
+        .filter(|path| path.is_file())
+        .collect();
+    if paths.is_empty() {
+        return Err(invalid(format!("no file matches {pattern:?}")));
+    }
+    let mut absolute: Vec<PathBuf> = paths
+        .into_iter()
+        .map(|path| std::path::absolute(&path).unwrap_or(path))
+        .collect();
+    absolute.sort();
+    Ok(absolute)
+}
+
+fn path_arg(path: &std::path::Path) -> TaskArg {
+    TaskArg::Literal(Literal::Str(path.to_string_lossy().into_owned()))
+}
+
+impl Client {
+    /// CSV files by path or glob, one partition per `blocksize` bytes of each file
+    /// (ranges split on line boundaries by the workers, like Dask's `read_csv`).
+    /// Paths are resolved here and must be readable by the workers too.
+    ///
+    /// ```no_run
+    /// # fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let accounts = client.read_csv("data/accounts.*.csv")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read_csv(&self, pattern: &str) -> Result<LazyCollection, Error> {
+        self.read_csv_with_blocksize(pattern, DEFAULT_BLOCKSIZE)
+    }
+
+    /// [`Client::read_csv`] with an explicit partition size in bytes.
+    ///
+    /// ```no_run
+    /// # fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let small_parts = client.read_csv_with_blocksize("data/big.csv", 1 << 20)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read_csv_with_blocksize(&self, pattern: &str, blocksize: u64) -> Result<LazyCollection, Error> {
+        let blocksize = blocksize.max(1);
+        let mut partitions = Vec::new();
+        for path in expand(pattern)? {
+            let size = std::fs::metadata(&path)
+                .map_err(|error| Error::InvalidArgument {
+                    message: format!("cannot read {}: {error}", path.display()),
+                })?
+                .len();
+            let mut start = 0;
+            loop {
+                let end = (start + blocksize).min(size);
+                // The last range of a file reads to its end (as it is when computed:
+                // a published view over a growing file sees the new lines).
+                let task = if end >= size {
+                    Delayed::new("read_csv", [path_arg(&path), TaskArg::from(start as i64)])
+                } else {
+                    Delayed::new(
+                        "read_csv",
+                        [path_arg(&path), TaskArg::from(start as i64), TaskArg::from(end as i64)],
+                    )
+                };
+                partitions.push(TaskArg::Task(task));
+                if end >= size {
+                    break;
+                }
+                start = end;
+            }
+        }
+        Ok(LazyCollection {
+            client: self.clone(),
+            partitions,
+        })
+    }
+
+    /// Parquet files by path or glob, one partition per file.
+    ///
+    /// ```no_run
+    /// # fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let table = client.read_parquet("data/*.parquet")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read_parquet(&self, pattern: &str) -> Result<LazyCollection, Error> {
+        self.read_files("read_parquet", pattern)
+    }
+
+    /// Arrow IPC files by path or glob, one partition per file.
+    ///
+    /// ```no_run
+    /// # fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let table = client.read_arrow("data/*.arrow")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read_arrow(&self, pattern: &str) -> Result<LazyCollection, Error> {
+        self.read_files("read_arrow", pattern)
+    }
+
+    fn read_files(&self, op: &str, pattern: &str) -> Result<LazyCollection, Error> {
+        let partitions = expand(pattern)?
+            .iter()
+            .map(|path| TaskArg::Task(Delayed::new(op, [path_arg(path)])))
+            .collect();
+        Ok(LazyCollection {
+            client: self.clone(),
+            partitions,
+        })
+    }
+
+    /// A lazy collection over explicit partitions (tasks, futures or chunks).
+    ///
+    /// ```no_run
+    /// # fn demo(client: cairn_client::Client) {
+    /// let parts = (0..4).map(|i| client.task("inc", [i.into()]).into());
+    /// let numbers = client.collection(parts);
+    /// assert_eq!(numbers.npartitions(), 4);
+    /// # }
+    /// ```
+    pub fn collection(&self, partitions: impl IntoIterator<Item = TaskArg>) -> LazyCollection {
+        LazyCollection {
+            client: self.clone(),
+            partitions: partitions.into_iter().collect(),
+        }
+    }
+}
+
+impl LazyCollection {
+    /// The partitions.
+    ///
+    /// ```no_run
+    /// # fn demo(table: cairn_client::LazyCollection) {
+    /// for partition in table.partitions() { println!("{partition:?}"); }
+    /// # }
+    /// ```
+    pub fn partitions(&self) -> &[TaskArg] {
+        &self.partitions
+    }
+
+    /// How many partitions.
+    ///
+    /// ```no_run
+    /// # fn demo(table: cairn_client::LazyCollection) {
+    /// println!("{}", table.npartitions());
+    /// # }
+    /// ```
+    pub fn npartitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Runs `op` on every partition with `extra` arguments after it (Dask's
+    /// `map_partitions`).
+    ///
+    /// ```no_run
+    /// # fn demo(table: cairn_client::LazyCollection) {
+    /// let first_rows = table.map_partitions("head", [10.into()]);
+    /// # }
+    /// ```
+    pub fn map_partitions(&self, op: &str, extra: impl IntoIterator<Item = TaskArg> + Clone) -> LazyCollection {
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|partition| {
+                let args = std::iter::once(partition.clone()).chain(extra.clone());
+                TaskArg::Task(Delayed::new(op, args))
+            })
+            .collect();
+        LazyCollection {
+            client: self.client.clone(),
+            partitions,
+        }
+    }
+
+    /// Keeps the rows where `predicate` is true (null counts as false).
+    ///
+    /// ```no_run
+    /// # fn demo(table: cairn_client::LazyCollection) {
+    /// use cairn_client::{col, lit};
+    /// let negative = table.filter(&col("balance").lt(lit(0)));
+    /// # }
+    /// ```
+    pub fn filter(&self, predicate: &Expr) -> LazyCollection {
+        self.map_partitions("filter", [TaskArg::from(predicate.to_json())])
+    }
+
+    /// Adds or replaces columns computed element-wise.
+    ///
+    /// ```no_run
+    /// # fn demo(wind: cairn_client::LazyCollection) {
+    /// use cairn_client::col;
+    /// let speed = wind.with_columns(&[("speed", col("u").hypot(col("v")))]);
+    /// # }
+    /// ```
+    pub fn with_columns(&self, columns: &[(&str, Expr)]) -> LazyCollection {
+        self.map_partitions("with_columns", [TaskArg::from(named_exprs_to_json(columns))])
+    }
+
+    /// Keeps only `columns`, in that order.
+    ///
+    /// ```no_run
+    /// # fn demo(table: cairn_client::LazyCollection) {
+    /// let names = table.select(&["name", "balance"]);
+    /// # }
+    /// ```
+    pub fn select(&self, columns: &[&str]) -> LazyCollection {
+        self.map_partitions("select", [TaskArg::from(columns.join(","))])
+    }
+
+    /// Element-wise `op` (add, sub, mul, div, pow, hypot, atan2, min, max) between the
+    /// numeric columns of two aligned collections: the same number of partitions,
+    /// and partitions of equal rows and column names (else the task fails, saying how
+    /// they differ).
+    ///
+    /// ```no_run
+    /// # fn demo(u: cairn_client::LazyCollection, v: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// let speed = u.binary(&v, "hypot")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn binary(&self, other: &LazyCollection, op: &str) -> Result<LazyCollection, Error> {
+        if self.partitions.len() != other.partitions.len() {
+            return Err(Error::InvalidArgument {
+                message: format!(
+                    "collections are not aligned: {} partitions against {}",
+                    self.partitions.len(),
+                    other.partitions.len()
+                ),
+            });
+        }
+        let partitions = self
+            .partitions
+            .iter()
+            .zip(&other.partitions)
+            .map(|(left, right)| {
+                TaskArg::Task(Delayed::new("binary", [left.clone(), right.clone(), TaskArg::from(op)]))
+            })
+            .collect();
+        Ok(LazyCollection {
+            client: self.client.clone(),
+            partitions,
+        })
+    }
+
+    /// Element-wise `op` between every numeric column and a number.
+    ///
+    /// ```no_run
+    /// # fn demo(table: cairn_client::LazyCollection) {
+    /// let doubled = table.binary_scalar(2.0, "mul");
+    /// # }
+    /// ```
+    pub fn binary_scalar(&self, value: f64, op: &str) -> LazyCollection {
+        self.map_partitions("binary_scalar", [TaskArg::from(value), TaskArg::from(op)])
+    }
+
+    /// A tree of `op` over `inputs`, each step combining up to [`TREE_FAN_IN`].
+    fn tree(op: &str, mut inputs: Vec<TaskArg>) -> Delayed {
+        loop {
+            let groups: Vec<Vec<TaskArg>> = inputs.chunks(TREE_FAN_IN).map(<[TaskArg]>::to_vec).collect();
+            let next: Vec<Delayed> = groups.into_iter().map(|group| Delayed::new(op, group)).collect();
+            if next.len() == 1 {
+                return next.into_iter().next().unwrap_or_else(|| Delayed::new(op, []));
+            }
+            inputs = next.into_iter().map(TaskArg::Task).collect();
+        }
+    }
+
+    fn associative(&self, op: &str) -> Delayed {
+        Self::tree(op, self.partitions.clone())
+    }
+
+    fn moment(&self, stat: &str) -> Delayed {
+        let partials: Vec<TaskArg> = self
+            .partitions
+            .iter()
+            .map(|partition| TaskArg::Task(Delayed::new("agg_partial", [partition.clone()])))
+            .collect();
+        let combined = Self::tree("agg_combine", partials);
+        Delayed::new("agg_finalize", [TaskArg::Task(combined), TaskArg::from(stat)])
+    }
+
+    /// The sum of each numeric column, as a lazy 1-row result (a tree across
+    /// partitions).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// let total = table.sum_lazy();
+    /// # Ok(()) }
+    /// ```
+    pub fn sum_lazy(&self) -> Delayed {
+        self.associative("sum")
+    }
+
+    /// A lazy 1-row result of `stat` for each numeric column: `sum`, `count`, `min`,
+    /// `max` (trees of the operation itself), `mean`, `var`, `std` (trees of
+    /// numerically stable partial moments, combined with Chan's formula).
+    ///
+    /// ```no_run
+    /// # fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// let variance = table.reduction("var")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reduction(&self, stat: &str) -> Result<Delayed, Error> {
+        if self.partitions.is_empty() {
+            return Err(Error::InvalidArgument {
+                message: "a reduction over a collection with no partitions".to_string(),
+            });
+        }
+        match stat {
+            "sum" | "count" | "min" | "max" => Ok(self.associative(stat)),
+            "mean" | "var" | "std" | "var1" | "std1" => Ok(self.moment(stat)),
+            other => Err(Error::InvalidArgument {
+                message: format!("unknown reduction {other:?}: sum, count, min, max, mean, var, std"),
+            }),
+        }
+    }
+
+    async fn reduce(&self, stat: &str) -> Result<RecordBatch, Error> {
+        let delayed = self.reduction(stat)?;
+        self.client.compute(&delayed).await
+    }
+
+    /// The sum of each numeric column (1 row).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// println!("{:?}", table.sum().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn sum(&self) -> Result<RecordBatch, Error> {
+        self.reduce("sum").await
+    }
+
+    /// The non-null count of each numeric column (1 row).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// println!("{:?}", table.count().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn count(&self) -> Result<RecordBatch, Error> {
+        self.reduce("count").await
+    }
+
+    /// The mean of each numeric column (1 row).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// println!("{:?}", table.mean().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn mean(&self) -> Result<RecordBatch, Error> {
+        self.reduce("mean").await
+    }
+
+    /// The population variance of each numeric column (1 row).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// println!("{:?}", table.var().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn var(&self) -> Result<RecordBatch, Error> {
+        self.reduce("var").await
+    }
+
+    /// The population standard deviation of each numeric column (1 row).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// println!("{:?}", table.std().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn std(&self) -> Result<RecordBatch, Error> {
+        self.reduce("std").await
+    }
+
+    /// The minimum of each numeric column (1 row).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// println!("{:?}", table.min().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn min(&self) -> Result<RecordBatch, Error> {
+        self.reduce("min").await
+    }
+
+    /// The maximum of each numeric column (1 row).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// println!("{:?}", table.max().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn max(&self) -> Result<RecordBatch, Error> {
+        self.reduce("max").await
+    }
+
+    /// The first `rows` rows, from the first partition (as Dask's `head`).
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// let first = table.head(5).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn head(&self, rows: usize) -> Result<RecordBatch, Error> {
+        let first = self.partitions.first().cloned().ok_or_else(|| Error::InvalidArgument {
+            message: "head of a collection with no partitions".to_string(),
+        })?;
+        let head = Delayed::new("head", [first, TaskArg::from(rows as i64)]);
+        self.client.compute(&head).await
+    }
+
+    /// The tasks to submit for the partitions (chunks and futures become identity
+    /// `slice`s so every partition has a key the client can wait on).
+    fn partition_tasks(&self) -> Vec<Delayed> {
+        self.partitions
+            .iter()
+            .map(|partition| match partition {
+                TaskArg::Task(delayed) => delayed.clone(),
+                other => Delayed::new("concat", [other.clone()]),
+            })
+            .collect()
+    }
+
+    /// Computes every partition and brings the batches here, in order; the results
+    /// are released on the cluster afterwards.
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// for batch in table.compute().await? { println!("{} rows", batch.num_rows()); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn compute(&self) -> Result<Vec<RecordBatch>, Error> {
+        let held = self.persist().await?;
+        held.collect().await
+    }
+
+    /// Computes every partition and keeps the results on the workers (Dask's
+    /// `persist`): the returned [`Persisted`] holds them until dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(table: cairn_client::LazyCollection) -> Result<(), cairn_client::Error> {
+    /// let held = table.persist().await?;
+    /// held.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn persist(&self) -> Result<Persisted, Error> {
+        let tasks = self.partition_tasks();
+        let outputs: Vec<&Delayed> = tasks.iter().collect();
+        let futures = self.client.submit_all(&outputs).await?;
+        Ok(Persisted {
+            client: self.client.clone(),
+            futures,
+        })
+    }
+}
+
+/// A collection whose partitions are computed (or being computed) and held on
+/// workers for this client (Dask's persisted collection).
+///
+/// ```no_run
+/// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+/// let held = client.read_csv("data/*.csv")?.persist().await?;
+/// let again = held.lazy().filter(&cairn_client::col("x").gt(cairn_client::lit(1)));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Persisted {
+    client: Client,
+    futures: Vec<TaskFuture>,
+}
+
+impl Persisted {
+    /// The futures, one per partition.
+    ///
+    /// ```no_run
+    /// # fn demo(held: cairn_client::Persisted) {
+    /// println!("{} partitions", held.futures().len());
+    /// # }
+    /// ```
+    pub fn futures(&self) -> &[TaskFuture] {
+        &self.futures
+    }
+
+    /// Waits until every partition is computed; the first failure is an error.
+    ///
+    /// ```no_run
+    /// # async fn demo(held: cairn_client::Persisted) -> Result<(), cairn_client::Error> {
+    /// held.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&self) -> Result<Vec<TaskState>, Error> {
+        let keys: Vec<String> = self.futures.iter().map(|future| future.key().to_string()).collect();
+        let deadline = std::time::Instant::now() + self.client.task_timeout();
+        loop {
+            let states = self
+                .client
+                .task_states(&keys, std::time::Duration::from_secs(5))
+                .await?;
+            for (key, state) in keys.iter().zip(&states) {
+                if let TaskState::Erred { task, message } = state {
+                    return Err(Error::TaskFailed {
+                        key: key.clone(),
+                        task: task.clone(),
+                        message: message.clone(),
+                    });
+                }
+            }
+            if states.iter().all(TaskState::is_done) {
+                return Ok(states);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    operation: "persist",
+                    after: self.client.task_timeout(),
+                    last_error: "partitions still pending".to_string(),
+                });
+            }
+        }
+    }
+
+    /// Reads every partition here, in order.
+    ///
+    /// ```no_run
+    /// # async fn demo(held: cairn_client::Persisted) -> Result<(), cairn_client::Error> {
+    /// let batches = held.collect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn collect(&self) -> Result<Vec<RecordBatch>, Error> {
+        self.client.gather(&self.futures).await
+    }
+
+    /// A lazy collection over the held partitions, for further work.
+    ///
+    /// ```no_run
+    /// # fn demo(held: cairn_client::Persisted) {
+    /// let more = held.lazy().select(&["x"]);
+    /// # }
+    /// ```
+    pub fn lazy(&self) -> LazyCollection {
+        LazyCollection {
+            client: self.client.clone(),
+            partitions: self
+                .futures
+                .iter()
+                .map(|future| TaskArg::Held(future.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// How a persisted collection is published.
+///
+/// ```
+/// let options = cairn_client::PersistOptions { replicas: 2, ..Default::default() };
+/// assert!(!options.override_existing);
+/// ```
+#[derive(Debug, Clone)]
+pub struct PersistOptions {
+    /// On how many distinct workers each chunk is kept durably (fsync'd).
+    pub replicas: u32,
+    /// Replace an existing dataset of the same name.
+    pub override_existing: bool,
+    /// Free-form attributes, shown by `info`.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Default for PersistOptions {
+    fn default() -> Self {
+        PersistOptions {
+            replicas: 1,
+            override_existing: false,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// Rewrites a stored view graph with fresh keys, so each get computes it afresh.
+fn rekey(view: pb::ViewGraph, client: &Client) -> Result<LazyCollection, Error> {
+    let mut built: HashMap<String, Delayed> = HashMap::new();
+    for task in view.tasks {
+        let args = task
+            .args
+            .into_iter()
+            .map(|value| rekey_arg(value, &built))
+            .collect::<Result<Vec<_>, _>>()?;
+        let fresh = Delayed::new(&task.op, args);
+        built.insert(task.key, fresh);
+    }
+    let partitions = view
+        .partitions
+        .into_iter()
+        .map(|partition| rekey_arg(partition, &built))
+        .collect::<Result<_, _>>()?;
+    Ok(LazyCollection {
+        client: client.clone(),
+        partitions,
+    })
+}
+
+fn rekey_arg(value: pb::TaskArg, built: &HashMap<String, Delayed>) -> Result<TaskArg, Error> {
+    use pb::task_arg::Arg;
+    match value.arg {
+        Some(Arg::Task(key)) => built
+            .get(&key)
+            .cloned()
+            .map(TaskArg::Task)
+            .ok_or_else(|| Error::Protocol {
+                message: format!("the view refers to task '{key}' it does not contain"),
+            }),
+        Some(Arg::Literal(literal)) => Ok(TaskArg::Literal(literal_from_wire(literal))),
+        Some(Arg::Chunk(key)) => Ok(TaskArg::Chunk(key)),
+        Some(Arg::List(list)) => Ok(TaskArg::List(
+            list.items
+                .into_iter()
+                .map(|item| rekey_arg(item, built))
+                .collect::<Result<_, _>>()?,
+        )),
+        None => Err(Error::Protocol {
+            message: "the view holds an empty argument".to_string(),
+        }),
+    }
+}
+
+fn literal_from_wire(literal: pb::Literal) -> Literal {
+    use pb::literal::Value;
+    match literal.value {
+        None | Some(Value::Null(_)) => Literal::Null,
+        Some(Value::BoolValue(value)) => Literal::Bool(value),
+        Some(Value::IntValue(value)) => Literal::Int(value),
+        Some(Value::FloatValue(value)) => Literal::Float(value),
+        Some(Value::StrValue(value)) => Literal::Str(value),
+        Some(Value::BytesValue(value)) => Literal::Bytes(value),
+    }
+}
+
+/// Decodes a published view into a lazy collection with fresh keys.
+pub(crate) fn view_collection(bytes: &[u8], client: &Client) -> Result<LazyCollection, Error> {
+    let view = pb::ViewGraph::decode(bytes).map_err(|error| Error::Protocol {
+        message: format!("an undecodable view: {error}"),
+    })?;
+    rekey(view, client)
+}
+
+fn contains_held(arg: &TaskArg) -> bool {
+    match arg {
+        TaskArg::Held(_) => true,
+        TaskArg::List(items) => items.iter().any(contains_held),
+        TaskArg::Task(delayed) => delayed.args().iter().any(contains_held),
+        TaskArg::Literal(_) | TaskArg::Chunk(_) => false,
+    }
+}
+
+impl Client {
+    /// Publishes a persisted collection as a `Persisted` dataset: each partition is
+    /// made durable (fsync'd) on `options.replicas` distinct workers, then the
+    /// collection is published atomically; its chunks stay pinned until it is
+    /// unpublished. Returns the log index of the publish.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let held = client.read_csv("data/*.csv")?.persist().await?;
+    /// client.publish_persisted("accounts", &held, Default::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_persisted(&self, name: &str, held: &Persisted, options: PersistOptions) -> Result<u64, Error> {
+        if options.replicas == 0 {
+            return Err(Error::InvalidArgument {
+                message: "replicas must be at least 1".to_string(),
+            });
+        }
+        let states = held.wait().await?;
+        let workers: Vec<crate::WorkerInfo> = self
+            .workers()
+            .await?
+            .into_iter()
+            .filter(|worker| worker.is_alive())
+            .collect();
+        if options.replicas as usize > workers.len() {
+            return Err(Error::NotEnoughWorkers {
+                message: format!(
+                    "dataset '{name}' asks for {} replicas, but only {} worker(s) are alive",
+                    options.replicas,
+                    workers.len()
+                ),
+            });
+        }
+        let mut chunks = Vec::with_capacity(states.len());
+        let mut schema_ipc = Vec::new();
+        for (index, (future, state)) in held.futures.iter().zip(states).enumerate() {
+            let TaskState::Finished { holders, .. } = state else {
+                return Err(Error::Unavailable {
+                    message: format!("partition {} ('{}') is not held", index, future.key()),
+                });
+            };
+            let stored = self
+                .persist_chunk(future.key(), &holders, &workers, options.replicas as usize, index)
+                .await?;
+            if schema_ipc.is_empty() {
+                schema_ipc = stored.schema_ipc.clone();
+            }
+            chunks.push(pb::ChunkInfo {
+                key: stored.key,
+                rows: stored.rows,
+                bytes: stored.bytes,
+                checksum: stored.checksum,
+                locations: stored
+                    .holders
+                    .into_iter()
+                    .map(|worker_id| pb::ChunkLocation {
+                        worker_id,
+                        addr: String::new(),
+                        live: true,
+                    })
+                    .collect(),
+            });
+        }
+        let item = pb::PublishItem {
+            name: name.to_string(),
+            value: None,
+            attributes: options.attributes.into_iter().collect(),
+            persisted: Some(pb::Collection {
+                schema_ipc,
+                chunks,
+                replicas: options.replicas,
+                rows: 0,
+                bytes: 0,
+            }),
+            view: Vec::new(),
+        };
+        self.publish_items(vec![item], options.override_existing).await
+    }
+
+    /// Makes one held result durable on its holder and copies it to further workers
+    /// until `replicas` hold it.
+    async fn persist_chunk(
+        &self,
+        key: &str,
+        holders: &[(String, String)],
+        workers: &[crate::WorkerInfo],
+        replicas: usize,
+        index: usize,
+    ) -> Result<pb::ChunkStored, Error> {
+        let mut last_error = "no worker holds it".to_string();
+        for (holder_id, holder_addr) in holders {
+            let others: Vec<pb::ChunkLocation> = (0..workers.len())
+                .map(|offset| &workers[(index + offset) % workers.len()])
+                .filter(|worker| &worker.worker_id != holder_id)
+                .take(replicas.saturating_sub(1))
+                .map(|worker| pb::ChunkLocation {
+                    worker_id: worker.worker_id.clone(),
+                    addr: worker.addr.clone(),
+                    live: true,
+                })
+                .collect();
+            match crate::upload::persist_on_worker(self, holder_addr, key, others).await {
+                Ok(stored) if stored.holders.len() >= replicas => return Ok(stored),
+                Ok(stored) => {
+                    last_error = format!("only {} of {replicas} workers hold it", stored.holders.len());
+                }
+                Err(error) => last_error = error.to_string(),
+            }
+        }
+        Err(Error::Unavailable {
+            message: format!("cannot make chunk {key} durable on {replicas} worker(s): {last_error}"),
+        })
+    }
+
+    /// Publishes a lazy collection as a `View`: its graph is stored, and every
+    /// `get_dataset` returns it to be computed afresh (as Dask's published
+    /// collections). A view must not refer to futures (held results): publish a
+    /// persisted collection for those.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
+    /// let accounts = client.read_csv("data/accounts.*.csv")?;
+    /// client.publish_view("all_accounts", &accounts, Default::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_view(
+        &self,
+        name: &str,
+        collection: &LazyCollection,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<u64, Error> {
+        if collection.partitions.iter().any(contains_held) {
+            return Err(Error::InvalidArgument {
+                message: format!(
+                    "view '{name}' refers to results held by this client; publish it with publish_persisted instead"
+                ),
+            });
+        }
+        let delayed: Vec<&Delayed> = collection
+            .partitions
+            .iter()
+            .filter_map(|partition| match partition {
+                TaskArg::Task(delayed) => Some(delayed),
+                _ => None,
+            })
+            .collect();
+        let (tasks, _held) = crate::tasks::graph_of(&delayed);
+        let view = pb::ViewGraph {
+            tasks,
+            partitions: collection.partitions.iter().map(crate::tasks::arg_to_wire).collect(),
+        };
+        let item = pb::PublishItem {
+            name: name.to_string(),
+            value: None,
+            attributes: attributes.into_iter().collect(),
+            persisted: None,
+            view: view.encode_to_vec(),
+        };
+        self.publish_items(vec![item], false).await
+    }
+}

@@ -1,0 +1,206 @@
+//! The `Scheduler` gRPC service: graph submission (validated, then committed through
+//! Raft in bounded batches), waiting on keys, releasing them, and the operation list.
+
+use std::time::Duration;
+
+use cairn_proto::v1 as pb;
+use cairn_proto::v1::scheduler_server::Scheduler;
+use tonic::{Request, Response, Status};
+
+use super::consensus::Consensus;
+use super::convert_graph::{signature_to_wire, task_key, task_spec};
+use super::dispatch::Dispatcher;
+use super::error::ServerError;
+use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState};
+use crate::graph::{dependency_order, validate_graph, KnownKeys, TaskKey, TaskSpec};
+use crate::scheduling::Event;
+
+/// The most tasks one Raft entry carries.
+const MAX_TASKS_PER_BATCH: usize = 10_000;
+/// The most bytes (approximately) one Raft entry carries.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// The longest a single `WaitTasks` call waits.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Serves clients' task requests.
+pub struct TaskService {
+    consensus: Consensus,
+    dispatcher: Dispatcher,
+}
+
+impl TaskService {
+    /// The service.
+    pub fn new(consensus: Consensus, dispatcher: Dispatcher) -> TaskService {
+        TaskService { consensus, dispatcher }
+    }
+}
+
+/// What the cluster already holds, as the validator asks it.
+struct Known<'a>(&'a ControlState);
+
+impl KnownKeys for Known<'_> {
+    fn has_task(&self, key: &TaskKey) -> bool {
+        self.0.tasks().contains(key)
+    }
+
+    fn has_chunk(&self, key: &str) -> bool {
+        self.0.is_pinned(key)
+    }
+}
+
+fn client_id(bytes: &[u8]) -> Result<ClientId, ServerError> {
+    let id: [u8; 16] = bytes.try_into().map_err(|_| ServerError::InvalidRequest {
+        reason: format!("a client id is 16 bytes, not {}", bytes.len()),
+    })?;
+    Ok(ClientId(id))
+}
+
+/// Splits `tasks` (in dependency order) into Raft-entry-sized batches.
+fn batches(tasks: Vec<TaskSpec>) -> Vec<Vec<TaskSpec>> {
+    let mut batches = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for task in tasks {
+        let size = task.approximate_bytes();
+        if !current.is_empty() && (current.len() >= MAX_TASKS_PER_BATCH || bytes + size > MAX_BATCH_BYTES) {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(task);
+    }
+    if !current.is_empty() || batches.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+#[tonic::async_trait]
+impl Scheduler for TaskService {
+    async fn submit_graph(
+        &self,
+        request: Request<pb::SubmitGraphRequest>,
+    ) -> Result<Response<pb::SubmitGraphReply>, Status> {
+        let request = request.into_inner();
+        self.consensus.replica.ensure_leader().map_err(ServerError::from)?;
+        let client = client_id(&request.client_id)?;
+        let tasks = request
+            .tasks
+            .into_iter()
+            .map(task_spec)
+            .collect::<Result<Vec<_>, _>>()?;
+        let wanted = request
+            .wanted
+            .iter()
+            .map(|key| task_key(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.consensus.read_barrier().await?;
+        let operations = self.dispatcher.operations();
+        self.consensus
+            .state
+            .read(|state| validate_graph(&tasks, &Known(state), &operations))
+            .map_err(ServerError::from)?;
+        let ordered = dependency_order(tasks.clone());
+        let mut parts = batches(ordered);
+        let count = parts.len();
+        let mut log_index = 0;
+        let mut new_tasks = 0;
+        for (at, part) in parts.drain(..).enumerate() {
+            let wanted_now = if at + 1 == count { wanted.clone() } else { Vec::new() };
+            let command = ControlCommand::SubmitTasks {
+                client,
+                tasks: part,
+                wanted: wanted_now,
+            };
+            match self.consensus.propose(&command).await? {
+                ControlOutcome::TasksSubmitted {
+                    log_index: index,
+                    new_tasks: added,
+                } => {
+                    log_index = index;
+                    new_tasks += added;
+                }
+                ControlOutcome::SubmitRefused(refused) => return Err(ServerError::from(refused).into()),
+                other => {
+                    return Err(ServerError::Unavailable {
+                        reason: format!("submitting a graph returned {other:?}"),
+                    }
+                    .into())
+                }
+            }
+        }
+        tracing::debug!(tasks = tasks.len(), new_tasks, batches = count, "graph submitted");
+        self.dispatcher.submitted(client, tasks, wanted);
+        Ok(Response::new(pb::SubmitGraphReply {
+            log_index,
+            batches: count as u32,
+            new_tasks,
+        }))
+    }
+
+    async fn wait_tasks(&self, request: Request<pb::WaitTasksRequest>) -> Result<Response<pb::WaitTasksReply>, Status> {
+        let request = request.into_inner();
+        self.consensus.replica.ensure_leader().map_err(ServerError::from)?;
+        let keys = request
+            .keys
+            .iter()
+            .map(|key| task_key(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.dispatcher.term().is_none() {
+            return Err(ServerError::Unavailable {
+                reason: "this scheduler is taking over as leader; try again".to_string(),
+            }
+            .into());
+        }
+        let timeout = Duration::from_millis(request.timeout_ms).min(MAX_WAIT);
+        let not_leading = || {
+            Status::from(ServerError::Unavailable {
+                reason: "this scheduler stopped leading while the client waited; try the new leader".to_string(),
+            })
+        };
+        let results = match tokio::time::timeout(timeout, self.dispatcher.wait(keys.clone())).await {
+            Ok(Some(results)) => results,
+            Ok(None) => return Err(not_leading()),
+            Err(_elapsed) => {
+                // Report the current states instead.
+                self.current_states(keys).await.ok_or_else(not_leading)?
+            }
+        };
+        Ok(Response::new(pb::WaitTasksReply { results }))
+    }
+
+    async fn release_keys(
+        &self,
+        request: Request<pb::ReleaseKeysRequest>,
+    ) -> Result<Response<pb::ReleaseKeysReply>, Status> {
+        let request = request.into_inner();
+        self.consensus.replica.ensure_leader().map_err(ServerError::from)?;
+        let client = client_id(&request.client_id)?;
+        let keys = request
+            .keys
+            .iter()
+            .map(|key| task_key(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.dispatcher.event(Event::KeysReleased { client, keys });
+        Ok(Response::new(pb::ReleaseKeysReply {}))
+    }
+
+    async fn list_operations(
+        &self,
+        _request: Request<pb::ListOperationsRequest>,
+    ) -> Result<Response<pb::ListOperationsReply>, Status> {
+        self.consensus.replica.ensure_leader().map_err(ServerError::from)?;
+        let operations = self.dispatcher.operations().values().map(signature_to_wire).collect();
+        Ok(Response::new(pb::ListOperationsReply {
+            operations,
+            connected_workers: self.dispatcher.connected_workers() as u32,
+        }))
+    }
+}
+
+impl TaskService {
+    /// The keys' states now, without waiting (a `WaitTasks` that timed out).
+    async fn current_states(&self, keys: Vec<TaskKey>) -> Option<Vec<pb::TaskResult>> {
+        self.dispatcher.states(keys).await
+    }
+}
