@@ -51,13 +51,15 @@ fix:
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
 ## Benchmarks that print figures, with Dask distributed side by side (see BENCHMARKS.md).
+## Dask runs from a virtual environment that scripts/bench-venv makes once under the
+## target dir.
 bench: setup
-	python3 -c "import distributed" 2>/dev/null || pip install -q distributed
-	python3 bench/dask_publish.py --requests 300 --clients 64 --seconds 10
+	PY=$$(scripts/bench-venv) && "$$PY" bench/dask_publish.py --requests 300 --clients 64 --seconds 10
 	$(CARGO) run --release -p cairn-cli -- bench publish
 	$(CARGO) run --release -p cairn-cli -- bench get
 	$(CARGO) run --release -p cairn-cli -- bench failover --trials 10
 	$(CARGO) run --release -p cairn-cli -- bench data --gib 1 --memory-limit 256MiB
+	PY=$$(scripts/bench-venv) && $(CARGO) run --release -p cairn-cli -- bench tasks --compare-dask "$$PY"
 
 clean:
 	$(CARGO) clean

@@ -311,6 +311,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         csv_mib: u64,
     },
+    /// Task throughput (`--tasks` inc tasks and their tree sum) and chained-task
+    /// latency on a fresh local cluster of 3 schedulers and 2 workers; with
+    /// `--compare-dask`, Dask distributed runs the same graphs and both are printed
+    /// side by side.
+    Tasks {
+        /// `inc` tasks in the throughput graph (a tree sum of fan-in 8 comes on top).
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Dependent `inc` tasks in the chain.
+        #[arg(long, default_value_t = 1000)]
+        chain: usize,
+        /// Each worker's --nthreads (Dask's threads_per_worker).
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+        /// A Python with `distributed` (`scripts/bench-venv` prints one): runs
+        /// bench/dask_graph.py with it and compares.
+        #[arg(long, value_name = "PYTHON")]
+        compare_dask: Option<PathBuf>,
+    },
     /// Linearizable get latency on a fresh local 3-replica cluster.
     Get {
         /// Gets measured.

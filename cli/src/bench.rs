@@ -82,6 +82,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             memory_limit,
             csv_mib,
         } => crate::bench_data::run(gib, &memory_limit, csv_mib).await,
+        BenchCommand::Tasks {
+            tasks,
+            chain,
+            threads,
+            compare_dask,
+        } => {
+            crate::bench_tasks::run(crate::bench_tasks::TasksBenchOptions {
+                tasks,
+                chain,
+                threads,
+                compare_dask,
+            })
+            .await
+        }
     }
 }
 

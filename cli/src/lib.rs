@@ -8,7 +8,8 @@
 //! - `tabular/`: CSV, Parquet and Arrow IPC files in and out, tables for people.
 //! - `up.rs`: `cairn up`, a local cluster of child processes.
 //! - `datasets_cmd.rs`, `status_cmd.rs`, `cluster_cmd.rs`: client commands.
-//! - `bench.rs`: `cairn bench`, benchmarks that print figures.
+//! - `bench.rs`: `cairn bench`, benchmarks that print figures; `bench_data.rs` and
+//!   `bench_tasks.rs` (task throughput and latency, side by side with Dask) are two.
 //! - [`local_cluster`]: scheduler child processes with fault verbs (also used by
 //!   the process-level tests).
 //! - `discovery.rs`: `--cluster`, `$CAIRN_CLUSTER`, or the cluster file.
@@ -17,6 +18,7 @@
 mod args;
 mod bench;
 pub mod bench_data;
+pub mod bench_tasks;
 mod cluster_cmd;
 mod datasets_cmd;
 mod discovery;
