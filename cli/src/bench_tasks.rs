@@ -101,11 +101,19 @@ pub fn chain_graph(length: usize) -> Delayed {
 /// Computes `root` and checks its single integer value.
 async fn compute_checked(client: &Client, root: &Delayed, expected: i64, what: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let batch = client
-        .compute(root)
+    let future = client
+        .submit(root)
         .await
-        .with_context(|| format!("computing the {what}"))?;
+        .with_context(|| format!("submitting the {what}"))?;
+    let submitted = started.elapsed();
+    let batch = future.result().await.with_context(|| format!("computing the {what}"))?;
     let elapsed = started.elapsed();
+    let _ = future.cancel().await;
+    println!(
+        "  ({what}: submitted — validated and committed through Raft — in {:.3} s, ran in {:.3} s)",
+        submitted.as_secs_f64(),
+        (elapsed - submitted).as_secs_f64()
+    );
     let answer = cairn_client::scalar_i64(&batch)
         .with_context(|| format!("the {what}'s result is not one integer: {batch:?}"))?;
     if answer != expected {
@@ -388,6 +396,11 @@ pub async fn run(options: TasksBenchOptions) -> anyhow::Result<()> {
         }
     };
     stopped.context("stopping the cluster")?;
+    // CAIRN_BENCH_KEEP=1 keeps the cluster's logs (with CAIRN_LOG=debug, the
+    // per-message timestamps that show where a task's time goes).
+    if std::env::var_os("CAIRN_BENCH_KEEP").is_some() {
+        println!("cluster logs kept in {}", dir.keep().join("logs").display());
+    }
 
     let dask_figures = match dask {
         Some((python, script)) => Some(measure_dask(&python, &script, &options).await?),

@@ -660,7 +660,7 @@ fn rekey_arg(value: pb::TaskArg, built: &HashMap<String, Delayed>) -> Result<Tas
             .ok_or_else(|| Error::Protocol {
                 message: format!("the view refers to task '{key}' it does not contain"),
             }),
-        Some(Arg::Literal(literal)) => Ok(TaskArg::Literal(literal_from_wire(literal))),
+        Some(Arg::Literal(literal)) => Ok(TaskArg::Literal(crate::task_types::literal_from_wire(literal))),
         Some(Arg::Chunk(key)) => Ok(TaskArg::Chunk(key)),
         Some(Arg::List(list)) => Ok(TaskArg::List(
             list.items
@@ -671,18 +671,6 @@ fn rekey_arg(value: pb::TaskArg, built: &HashMap<String, Delayed>) -> Result<Tas
         None => Err(Error::Protocol {
             message: "the view holds an empty argument".to_string(),
         }),
-    }
-}
-
-fn literal_from_wire(literal: pb::Literal) -> Literal {
-    use pb::literal::Value;
-    match literal.value {
-        None | Some(Value::Null(_)) => Literal::Null,
-        Some(Value::BoolValue(value)) => Literal::Bool(value),
-        Some(Value::IntValue(value)) => Literal::Int(value),
-        Some(Value::FloatValue(value)) => Literal::Float(value),
-        Some(Value::StrValue(value)) => Literal::Str(value),
-        Some(Value::BytesValue(value)) => Literal::Bytes(value),
     }
 }
 

@@ -55,6 +55,8 @@ pub use expr::{
     col, lit, named_exprs_from_json, named_exprs_to_json, BinaryOp, CastType, Expr, ExprError, IntoLiteral, UnaryOp,
 };
 pub use lazy::{LazyCollection, PersistOptions, Persisted, DEFAULT_BLOCKSIZE, TREE_FAN_IN};
+#[doc(hidden)]
+pub use task_types::{literal_from_wire, signature_to_wire};
 pub use task_types::{Literal, OpSignature, ParamKind, ParamSpec};
 pub use tasks::{scalar_f64, scalar_i64, Delayed, OperationCatalogue, TaskArg, TaskFuture, TaskState};
 pub use upload::{put_chunk, PublishOptions, PublishSummary, TransferError, UploadProgress};

@@ -210,3 +210,35 @@ pub struct OpSignature {
     /// Whether the last parameter repeats.
     pub variadic: bool,
 }
+
+/// A literal from the wire (for workers).
+#[doc(hidden)]
+pub fn literal_from_wire(literal: cairn_proto::v1::Literal) -> Literal {
+    use cairn_proto::v1::literal::Value;
+    match literal.value {
+        None | Some(Value::Null(_)) => Literal::Null,
+        Some(Value::BoolValue(value)) => Literal::Bool(value),
+        Some(Value::IntValue(value)) => Literal::Int(value),
+        Some(Value::FloatValue(value)) => Literal::Float(value),
+        Some(Value::StrValue(value)) => Literal::Str(value),
+        Some(Value::BytesValue(value)) => Literal::Bytes(value),
+    }
+}
+
+/// An operation signature for the wire (for workers' hello).
+#[doc(hidden)]
+pub fn signature_to_wire(signature: &OpSignature) -> cairn_proto::v1::OpSignature {
+    cairn_proto::v1::OpSignature {
+        name: signature.name.clone(),
+        params: signature
+            .params
+            .iter()
+            .map(|param| cairn_proto::v1::ParamSpec {
+                name: param.name.clone(),
+                kind: param.kind.name().to_string(),
+                optional: param.optional,
+            })
+            .collect(),
+        variadic: signature.variadic,
+    }
+}

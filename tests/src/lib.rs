@@ -187,6 +187,17 @@ impl TestCluster {
     }
 }
 
+impl Drop for TestCluster {
+    /// With `CAIRN_TEST_KEEP=1`, or when the test panicked, the data dir and logs stay
+    /// for whoever reads the failure.
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("CAIRN_TEST_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("cluster data and logs kept in {}", self.dir.path().display());
+        }
+    }
+}
+
 /// A process's standard output and error, as text.
 pub fn output_text(output: &Output) -> String {
     format!(

@@ -8,7 +8,7 @@
 //! upload whose publish has not come, or never will) only once no chunk of its
 //! upload has arrived for the orphan grace (a long upload keeps all its chunks).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use cairn_client::wire as pb;
@@ -21,6 +21,10 @@ use crate::identity::WorkerIdentity;
 use crate::rss::process_rss;
 use crate::tasks::{run_task_stream, Executor};
 use crate::ChunkKey;
+
+/// Heartbeats sent and not yet answered, at most (a slow leader makes the worker
+/// skip beats rather than pile them up).
+const MAX_UNANSWERED_HEARTBEATS: usize = 4;
 
 /// The pause between attempts to reach the cluster.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
@@ -160,7 +164,11 @@ async fn heartbeat(
     ages: &mut ChunkAges,
 ) -> Result<(), String> {
     let first = beat(config, identity, data);
-    let mut reported = first.chunks.clone();
+    // The chunk lists of the heartbeats sent and not yet answered, oldest first: the
+    // leader answers each heartbeat in order, about the chunks *that* heartbeat
+    // listed (a chunk that arrived since was not judged, so it is not "seen
+    // referenced" by an answer about an older list).
+    let mut unanswered: VecDeque<Vec<String>> = VecDeque::from([first.chunks.clone()]);
     let mut stream = client.open_heartbeats(first).await.map_err(|error| error.to_string())?;
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     tick.tick().await;
@@ -171,11 +179,16 @@ async fn heartbeat(
                 if reply.reregister {
                     return Err("the leader does not know this worker as alive".to_string());
                 }
+                let reported = unanswered.pop_front().unwrap_or_default();
                 release(config, data, ages, &reported, reply.unreferenced).await;
             }
             _ = tick.tick() => {
+                if unanswered.len() >= MAX_UNANSWERED_HEARTBEATS {
+                    // The leader is slow: skip a beat rather than queue lists.
+                    continue;
+                }
                 let next = beat(config, identity, data);
-                reported = next.chunks.clone();
+                unanswered.push_back(next.chunks.clone());
                 stream.outbound.send(next).await.map_err(|_| "the heartbeat stream closed".to_string())?;
             }
         }

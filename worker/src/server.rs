@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cluster_link::run_link;
 use crate::config::{format_bytes, WorkerConfig};
@@ -103,7 +102,13 @@ pub async fn run_with_operations(
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(flight)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(
+            // Small messages (task assignments, reports, catalog calls) must not wait
+            // for Nagle's algorithm: the builder's `tcp_nodelay` applies only to
+            // listeners tonic binds itself, not to one handed in.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        );
     let result = tokio::select! {
         served = served => served.map_err(|source| WorkerError::Serve { source }),
         linked = link => linked,

@@ -113,17 +113,34 @@ impl PersistedCollection {
 /// `cairn_worker::ChunkKey`): 1 to 128 ASCII letters, digits, `-`, `_`, `.`, not
 /// starting with `.`.
 pub fn valid_chunk_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= MAX_CHUNK_KEY_BYTES
-        && !key.starts_with('.')
-        && key
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+    chunk_key_problem(key).is_none()
+}
+
+/// Which chunk-key rule `key` breaks, if any (task keys follow the same rules: a
+/// task's result is the chunk of the same key).
+pub fn chunk_key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        return Some("empty");
+    }
+    if key.len() > MAX_CHUNK_KEY_BYTES {
+        return Some("longer than 128 bytes");
+    }
+    if key.starts_with('.') {
+        return Some("starts with '.'");
+    }
+    if !key
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+    {
+        return Some("only ASCII letters, digits, '-', '_' and '.' are allowed");
+    }
+    None
 }
 
 /// An un-persisted collection: the graph that computes it, recomputed on every get.
 ///
-/// Designed now; created by the graph API in a later issue.
+/// Published by `publish_view`: the client stores the graph, and decodes and
+/// re-keys it on every get.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewCollection {
     /// The encoded task graph.

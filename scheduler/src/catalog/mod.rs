@@ -6,8 +6,8 @@ mod limits;
 mod name;
 
 pub use entry::{
-    valid_chunk_key, ChunkRef, DatasetEntry, EntryKind, InlineValue, LegacyPublishItem, PersistedCollection,
-    PublishItem, ViewCollection,
+    chunk_key_problem, valid_chunk_key, ChunkRef, DatasetEntry, EntryKind, InlineValue, LegacyPublishItem,
+    PersistedCollection, PublishItem, ViewCollection,
 };
 pub use error::CatalogError;
 pub use limits::{

@@ -993,6 +993,137 @@ mod tests {
         assert_eq!(harness.state.list(), ["old"]);
     }
 
+    fn task(key: &str, dependencies: &[&str]) -> crate::graph::TaskSpec {
+        use crate::graph::{Arg, Literal, TaskKey, TaskSpec};
+        TaskSpec {
+            key: TaskKey::parse(key).expect("valid"),
+            op: "inc".to_string(),
+            args: if dependencies.is_empty() {
+                vec![Arg::Literal(Literal::Int(1))]
+            } else {
+                dependencies
+                    .iter()
+                    .map(|key| Arg::Task(TaskKey::parse(key).expect("valid")))
+                    .collect()
+            },
+        }
+    }
+
+    fn task_key(key: &str) -> crate::graph::TaskKey {
+        crate::graph::TaskKey::parse(key).expect("valid")
+    }
+
+    /// A graph enters the task table in dependency order, all or nothing; batches
+    /// of news record results, failures, releases and forgotten tasks, later news
+    /// of a key winning; the rows rebuild the same table.
+    #[test]
+    fn the_task_table_follows_submissions_and_batches() {
+        use crate::control::TaskOutcome;
+        use crate::scheduling::{FinishedTask, TaskBatch, TaskFailure};
+        let mut harness = Harness::new();
+        harness.apply(&register(1, &[]));
+        let refused = harness.apply(&ControlCommand::SubmitTasks {
+            client: CLIENT,
+            tasks: vec![task("b", &["a"]), task("a", &[])],
+            wanted: vec![task_key("b")],
+        });
+        assert!(
+            matches!(refused, ControlOutcome::SubmitRefused(_)),
+            "a dependency after its dependent is refused: {refused:?}"
+        );
+        assert!(
+            harness.state.tasks().is_empty(),
+            "nothing of a refused batch is applied"
+        );
+        let outcome = harness.apply(&ControlCommand::SubmitTasks {
+            client: CLIENT,
+            tasks: vec![task("a", &[]), task("b", &["a"]), task("c", &["a"])],
+            wanted: vec![task_key("b"), task_key("c")],
+        });
+        assert!(
+            matches!(outcome, ControlOutcome::TasksSubmitted { new_tasks: 3, .. }),
+            "{outcome:?}"
+        );
+        let again = harness.apply(&ControlCommand::SubmitTasks {
+            client: ClientId([9; 16]),
+            tasks: vec![task("a", &[])],
+            wanted: vec![task_key("a")],
+        });
+        assert!(
+            matches!(again, ControlOutcome::TasksSubmitted { new_tasks: 0, .. }),
+            "known keys are reused"
+        );
+        let finished = |key: &str| FinishedTask {
+            key: task_key(key),
+            workers: vec![WorkerId(1)],
+            bytes: 8,
+            rows: 1,
+        };
+        harness.apply(&ControlCommand::RecordTasks {
+            batches: vec![
+                TaskBatch {
+                    finished: vec![finished("a"), finished("b")],
+                    ..Default::default()
+                },
+                TaskBatch {
+                    erred: vec![(
+                        task_key("c"),
+                        TaskFailure {
+                            task: task_key("c"),
+                            message: "boom".to_string(),
+                        },
+                    )],
+                    released: vec![task_key("a")],
+                    unwanted: vec![(CLIENT, task_key("b"))],
+                    ..Default::default()
+                },
+            ],
+        });
+        let table = harness.state.tasks();
+        assert_eq!(
+            table.get(&task_key("a")).map(|record| &record.outcome),
+            Some(&TaskOutcome::Pending)
+        );
+        assert!(matches!(
+            table.get(&task_key("b")).map(|record| &record.outcome),
+            Some(TaskOutcome::Finished { .. })
+        ));
+        assert!(table
+            .get(&task_key("b"))
+            .is_some_and(|record| record.wanted_by.is_empty()));
+        assert!(matches!(
+            table.get(&task_key("c")).map(|record| &record.outcome),
+            Some(TaskOutcome::Erred(_))
+        ));
+        assert!(harness.state.tasks().holds_result("b"));
+        assert!(
+            !harness.state.tasks().holds_result("a"),
+            "a released result is not held"
+        );
+        assert_eq!(harness.state.unreferenced(&["a".to_string(), "b".to_string()]), ["a"]);
+        harness.apply(&ControlCommand::WorkerGone {
+            worker: WorkerId(1),
+            now_ms: 2_000,
+        });
+        assert_eq!(
+            harness.state.tasks().get(&task_key("b")).map(|record| &record.outcome),
+            Some(&TaskOutcome::Pending),
+            "a result on a gone worker is no longer recorded as held"
+        );
+        harness.apply(&ControlCommand::RecordTasks {
+            batches: vec![TaskBatch {
+                forgotten: vec![task_key("b")],
+                ..Default::default()
+            }],
+        });
+        let reloaded = harness.reloaded();
+        assert_eq!(reloaded.tasks().len(), 2);
+        for (key, record) in harness.state.tasks().iter() {
+            assert_eq!(reloaded.tasks().get(key), Some(record));
+        }
+        assert_eq!(reloaded.tasks().next_order(), harness.state.tasks().next_order());
+    }
+
     /// Garbage command bytes are an error outcome, not a panic.
     #[test]
     fn malformed_commands_are_refused() {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The longest task key, in bytes (the same rule as a chunk key: a task's result is
 /// stored on workers as the chunk of the same name).
-pub const MAX_TASK_KEY_BYTES: usize = 128;
+pub const MAX_TASK_KEY_BYTES: usize = crate::catalog::MAX_CHUNK_KEY_BYTES;
 
 /// Names a task and its result across the cluster; the result is the chunk of the
 /// same key in a worker's store.
@@ -36,24 +36,11 @@ impl TaskKey {
     /// assert!(TaskKey::parse("a/b").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<TaskKey, InvalidTaskKey> {
-        let invalid = |reason| InvalidTaskKey {
-            key: text.chars().take(64).collect(),
-            reason,
-        };
-        if text.is_empty() {
-            return Err(invalid("empty"));
-        }
-        if text.len() > MAX_TASK_KEY_BYTES {
-            return Err(invalid("longer than 128 bytes"));
-        }
-        if text.starts_with('.') {
-            return Err(invalid("starts with '.'"));
-        }
-        if !text
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
-        {
-            return Err(invalid("only ASCII letters, digits, '-', '_' and '.' are allowed"));
+        if let Some(reason) = crate::catalog::chunk_key_problem(text) {
+            return Err(InvalidTaskKey {
+                key: text.chars().take(64).collect(),
+                reason,
+            });
         }
         Ok(TaskKey(text.to_string()))
     }

@@ -26,7 +26,6 @@ use cairn_proto::v1::worker_registry_server::WorkerRegistryServer;
 use cairn_raft::network::MAX_MESSAGE_BYTES;
 use cairn_raft::{NodeConfig, OpenError, RaftNode};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use admin_service::AdminService;
 pub use bugs::{InjectedBugs, BUG_NAMES};
@@ -124,7 +123,13 @@ pub async fn run(
         .add_service(scheduler)
         .add_service(flight)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Small messages (task assignments, reports, catalog calls) must not wait
+            // for Nagle's algorithm: the builder's `tcp_nodelay` applies only to
+            // listeners tonic binds itself, not to one handed in.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     monitor.abort();
     tracing::info!(node = node.node_id, "scheduler stopping");

@@ -1,14 +1,17 @@
-//! Performs the task queue's instructions: resolves a task's inputs from the local
-//! store or a peer (Arrow Flight), runs its operation on a blocking thread, and
-//! stores the result under the task's key.
+//! Performs the task queue's instructions on `--nthreads` dedicated threads, off the
+//! async runtime: a thread takes a task, reads its inputs from the local store (or
+//! uses those fetched from peers beforehand, asynchronously, over Arrow Flight),
+//! runs its operation, stores the result under the task's key, reports, and takes
+//! the next one — no hand-off to the async runtime between tasks, so a burst of
+//! small tasks costs one queue operation each.
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use cairn_client::{Client, Literal};
+use cairn_client::{literal_from_wire, Client};
 use cairn_proto::v1 as pb;
 use tokio::sync::mpsc;
 
@@ -16,6 +19,10 @@ use super::queue::{Instruction, TaskQueue};
 use crate::ops::{OpContext, OpRegistry, OpValue};
 use crate::store::{ChunkStore, StoreError};
 use crate::ChunkKey;
+
+/// How many tasks may be started (fetching inputs, or queued for a thread) per
+/// thread.
+const STARTED_PER_THREAD: usize = 4;
 
 /// How long a result waits for a paused store to resume before the task fails.
 const PAUSED_RESULT_WAIT: Duration = Duration::from_secs(60);
@@ -43,6 +50,30 @@ pub enum Report {
     Cancelled(String),
 }
 
+/// A task ready to run on a thread: its inputs are local or fetched.
+struct Job {
+    assignment: pb::Assignment,
+    cancelled: Arc<AtomicBool>,
+    /// Inputs fetched from peers (the others are read from the local store).
+    fetched: HashMap<String, RecordBatch>,
+    /// Why an input could not be fetched: the task fails with it.
+    fetch_error: Option<String>,
+}
+
+/// The threads' work queue.
+#[derive(Default)]
+struct Jobs {
+    queue: Mutex<JobQueue>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct JobQueue {
+    jobs: VecDeque<Job>,
+    /// Set when the executor is dropped: the threads exit.
+    closed: bool,
+}
+
 struct Inner {
     queue: Mutex<TaskQueue>,
     store: ChunkStore,
@@ -53,6 +84,16 @@ struct Inner {
     /// The stream reports go to; none between leaders (reports are then dropped: the
     /// next leader assigns again, and a result already stored answers at once).
     reporter: Mutex<Option<mpsc::UnboundedSender<Report>>>,
+    jobs: Arc<Jobs>,
+    /// The async runtime, for fetches and store deletes.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        lock(&self.jobs.queue).closed = true;
+        self.jobs.ready.notify_all();
+    }
 }
 
 /// Runs tasks. Cheap to clone.
@@ -66,17 +107,33 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Executor {
-    /// An executor running `nthreads` tasks at once.
+    /// An executor running `nthreads` tasks at once on threads of its own. Must be
+    /// called inside a tokio runtime.
     pub fn new(nthreads: usize, store: ChunkStore, registry: Arc<OpRegistry>) -> Executor {
-        Executor {
+        let executor = Executor {
             inner: Arc::new(Inner {
-                queue: Mutex::new(TaskQueue::new(nthreads)),
+                // More tasks started than threads: a task fetching inputs from peers
+                // does not hold a thread, so the threads keep busy meanwhile.
+                queue: Mutex::new(TaskQueue::new(nthreads.max(1) * STARTED_PER_THREAD)),
                 store,
                 registry,
                 client: Mutex::new(None),
                 reporter: Mutex::new(None),
+                jobs: Arc::new(Jobs::default()),
+                runtime: tokio::runtime::Handle::current(),
             }),
+        };
+        for index in 0..nthreads.max(1) {
+            let weak = Arc::downgrade(&executor.inner);
+            let jobs = executor.inner.jobs.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("cairn-task-{index}"))
+                .spawn(move || task_thread(jobs, weak));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a task thread");
+            }
         }
+        executor
     }
 
     /// The operations this worker offers.
@@ -97,146 +154,203 @@ impl Executor {
         lock(&self.inner.queue).load()
     }
 
-    fn report(&self, report: Report) {
-        if let Some(reporter) = lock(&self.inner.reporter).as_ref() {
-            let _ = reporter.send(report);
-        }
-    }
-
     /// Handles one message from the leader.
     pub fn receive(&self, message: pb::SchedulerTaskMessage) {
         let instructions = lock(&self.inner.queue).receive(message);
-        self.perform(instructions);
+        perform(&self.inner, instructions);
     }
+}
 
-    fn perform(&self, instructions: Vec<Instruction>) {
-        for instruction in instructions {
-            match instruction {
-                Instruction::Start { assignment, cancelled } => {
-                    let executor = self.clone();
-                    tokio::spawn(async move { executor.execute(assignment, cancelled).await });
-                }
-                Instruction::ReportCancelled(key) => self.report(Report::Cancelled(key)),
-                Instruction::Release(keys) => {
-                    let store = self.inner.store.clone();
-                    tokio::task::spawn_blocking(move || {
-                        for key in keys {
-                            let Ok(chunk) = ChunkKey::parse(&key) else {
-                                continue;
-                            };
-                            if let Err(error) = store.delete(&chunk) {
-                                tracing::warn!(%key, %error, "cannot release a task result");
-                            }
+fn report(inner: &Inner, report: Report) {
+    if let Some(reporter) = lock(&inner.reporter).as_ref() {
+        let _ = reporter.send(report);
+    }
+}
+
+fn enqueue(inner: &Inner, job: Job) {
+    lock(&inner.jobs.queue).jobs.push_back(job);
+    inner.jobs.ready.notify_one();
+}
+
+fn perform(inner: &Arc<Inner>, instructions: Vec<Instruction>) {
+    for instruction in instructions {
+        match instruction {
+            Instruction::Start { assignment, cancelled } => start(inner, assignment, cancelled),
+            Instruction::ReportCancelled(key) => report(inner, Report::Cancelled(key)),
+            Instruction::Release(keys) => {
+                let store = inner.store.clone();
+                inner.runtime.spawn_blocking(move || {
+                    for key in keys {
+                        let Ok(chunk) = ChunkKey::parse(&key) else {
+                            continue;
+                        };
+                        if let Err(error) = store.delete(&chunk) {
+                            tracing::warn!(%key, %error, "cannot release a task result");
                         }
-                    });
-                }
+                    }
+                });
             }
         }
     }
+}
 
-    async fn execute(self, assignment: pb::Assignment, cancelled: Arc<AtomicBool>) {
-        let key = assignment
-            .task
-            .as_ref()
-            .map(|task| task.key.clone())
-            .unwrap_or_default();
-        let outcome = self.run(assignment, cancelled.clone()).await;
-        let report = match outcome {
-            Ok((bytes, rows)) => Report::Finished {
+/// Queues a task for the threads: at once when its inputs are all here, else after
+/// fetching the others from peers (asynchronously, so no thread waits on the network).
+fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBool>) {
+    let remote: Vec<pb::InputLocation> = assignment
+        .inputs
+        .iter()
+        .filter(|input| ChunkKey::parse(&input.key).is_ok_and(|key| !inner.store.contains(&key)))
+        .cloned()
+        .collect();
+    let job = Job {
+        assignment,
+        cancelled,
+        fetched: HashMap::new(),
+        fetch_error: None,
+    };
+    if remote.is_empty() {
+        enqueue(inner, job);
+        return;
+    }
+    let inner = inner.clone();
+    let runtime = inner.runtime.clone();
+    runtime.spawn(async move {
+        let mut job = job;
+        let fetches = remote.iter().map(|input| fetch(&inner, input));
+        for (input, fetched) in remote.iter().zip(futures::future::join_all(fetches).await) {
+            match fetched {
+                Ok(batch) => {
+                    job.fetched.insert(input.key.clone(), batch);
+                }
+                Err(message) => {
+                    job.fetch_error = Some(message);
+                    break;
+                }
+            }
+        }
+        enqueue(&inner, job);
+    });
+}
+
+/// One input from the first holder that answers.
+async fn fetch(inner: &Inner, input: &pb::InputLocation) -> Result<RecordBatch, String> {
+    let client = lock(&inner.client)
+        .clone()
+        .ok_or("this worker is not linked to the cluster")?;
+    let mut last_error = "no worker holds it".to_string();
+    for holder in &input.holders {
+        match client.read_chunk_from(&holder.addr, &input.key).await {
+            Ok(batch) => return Ok(batch),
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    Err(format!("cannot fetch input '{}': {last_error}", input.key))
+}
+
+/// One task thread: runs jobs until the executor is gone (it holds the executor
+/// only while running a job, so dropping the executor ends the threads).
+fn task_thread(jobs: Arc<Jobs>, inner: std::sync::Weak<Inner>) {
+    loop {
+        let job = {
+            let mut queue = lock(&jobs.queue);
+            loop {
+                if queue.closed {
+                    return;
+                }
+                if let Some(job) = queue.jobs.pop_front() {
+                    break job;
+                }
+                queue = jobs.ready.wait(queue).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        run_job(&strong, job);
+    }
+}
+
+fn run_job(inner: &Arc<Inner>, job: Job) {
+    let key = job
+        .assignment
+        .task
+        .as_ref()
+        .map(|task| task.key.clone())
+        .unwrap_or_default();
+    let cancelled = job.cancelled.clone();
+    let outcome = match job.fetch_error.clone() {
+        Some(message) => Err(message),
+        None => run(inner, job),
+    };
+    let outcome_report = match outcome {
+        Ok((bytes, rows)) => Report::Finished {
+            key: key.clone(),
+            bytes,
+            rows,
+        },
+        // Cancelled while running (the leader moved it elsewhere): not a failure.
+        Err(_) if cancelled.load(Ordering::Relaxed) => Report::Cancelled(key.clone()),
+        Err(message) => {
+            tracing::debug!(%key, %message, "task failed");
+            Report::Erred {
                 key: key.clone(),
-                bytes,
-                rows,
-            },
-            // Cancelled while running (the leader moved it elsewhere): not a failure.
-            Err(_) if cancelled.load(std::sync::atomic::Ordering::Relaxed) => Report::Cancelled(key.clone()),
-            Err(message) => {
-                tracing::debug!(%key, %message, "task failed");
-                Report::Erred {
-                    key: key.clone(),
-                    message,
-                }
+                message,
             }
-        };
-        self.report(report);
-        let instructions = lock(&self.inner.queue).ended(&key);
-        self.perform(instructions);
-    }
+        }
+    };
+    report(inner, outcome_report);
+    let instructions = lock(&inner.queue).ended(&key);
+    perform(inner, instructions);
+}
 
-    /// Runs one assignment; the result's (bytes, rows) or why it failed.
-    async fn run(&self, assignment: pb::Assignment, cancelled: Arc<AtomicBool>) -> Result<(u64, u64), String> {
-        let task = assignment.task.ok_or("an assignment without a task")?;
-        let key = ChunkKey::parse(&task.key).map_err(|error| error.to_string())?;
-        if let Some(chunk) = self.inner.store.chunk(&key) {
-            // Computed before (e.g. under a previous leader): the result stands.
-            return Ok((chunk.memory_bytes, chunk.rows));
-        }
-        let mut inputs = HashMap::with_capacity(assignment.inputs.len());
-        for input in assignment.inputs {
-            let batch = self.fetch(&input).await?;
-            inputs.insert(input.key, batch);
-        }
-        let args = task
-            .args
-            .into_iter()
-            .map(|arg| op_value(arg, &inputs))
-            .collect::<Result<Vec<_>, _>>()?;
-        let registry = self.inner.registry.clone();
-        let context = OpContext {
-            task_key: task.key.clone(),
-            cancelled,
-        };
-        let op = task.op;
-        let batch = tokio::task::spawn_blocking(move || registry.run(&op, args, &context))
-            .await
-            .map_err(|error| format!("the task's thread failed: {error}"))?
-            .map_err(|error| error.to_string())?;
-        self.store_result(key, batch).await
+/// Runs one job on this thread; the result's (bytes, rows) or why it failed.
+fn run(inner: &Inner, job: Job) -> Result<(u64, u64), String> {
+    let task = job.assignment.task.ok_or("an assignment without a task")?;
+    let key = ChunkKey::parse(&task.key).map_err(|error| error.to_string())?;
+    if let Some(chunk) = inner.store.chunk(&key) {
+        // Computed before (e.g. under a previous leader): the result stands.
+        return Ok((chunk.memory_bytes, chunk.rows));
     }
-
-    /// Stores a result, waiting (bounded) while the store is paused.
-    async fn store_result(&self, key: ChunkKey, batch: RecordBatch) -> Result<(u64, u64), String> {
-        let deadline = Instant::now() + PAUSED_RESULT_WAIT;
-        loop {
-            let store = self.inner.store.clone();
-            let (chunk_key, result_batch) = (key.clone(), batch.clone());
-            let stored = tokio::task::spawn_blocking(move || store.put(chunk_key, result_batch))
-                .await
-                .map_err(|error| format!("the store's thread failed: {error}"))?;
-            match stored {
-                Ok(chunk) => return Ok((chunk.memory_bytes, chunk.rows)),
-                Err(StoreError::Paused { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(error) => return Err(format!("cannot store the result: {error}")),
-            }
+    let mut inputs = job.fetched;
+    for input in &job.assignment.inputs {
+        if inputs.contains_key(&input.key) {
+            continue;
         }
+        let chunk = ChunkKey::parse(&input.key).map_err(|error| error.to_string())?;
+        let batch = inner
+            .store
+            .get(&chunk)
+            .map_err(|error| format!("cannot read input '{}': {error}", input.key))?;
+        inputs.insert(input.key.clone(), batch);
     }
+    let args = task
+        .args
+        .into_iter()
+        .map(|arg| op_value(arg, &inputs))
+        .collect::<Result<Vec<_>, _>>()?;
+    let context = OpContext {
+        task_key: task.key.clone(),
+        cancelled: job.cancelled,
+    };
+    let batch = inner
+        .registry
+        .run(&task.op, args, &context)
+        .map_err(|error| error.to_string())?;
+    store_result(inner, key, batch)
+}
 
-    /// One input: from the local store, else from the first holder that answers.
-    async fn fetch(&self, input: &pb::InputLocation) -> Result<RecordBatch, String> {
-        if let Ok(key) = ChunkKey::parse(&input.key) {
-            if self.inner.store.contains(&key) {
-                let store = self.inner.store.clone();
-                let local = tokio::task::spawn_blocking(move || store.get(&key))
-                    .await
-                    .map_err(|error| format!("the store's thread failed: {error}"))?;
-                match local {
-                    Ok(batch) => return Ok(batch),
-                    Err(error) => tracing::warn!(key = %input.key, %error, "local input unreadable; fetching it"),
-                }
+/// Stores a result, waiting (bounded) while the store is paused.
+fn store_result(inner: &Inner, key: ChunkKey, batch: RecordBatch) -> Result<(u64, u64), String> {
+    let deadline = Instant::now() + PAUSED_RESULT_WAIT;
+    loop {
+        match inner.store.put(key.clone(), batch.clone()) {
+            Ok(chunk) => return Ok((chunk.memory_bytes, chunk.rows)),
+            Err(StoreError::Paused { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
             }
+            Err(error) => return Err(format!("cannot store the result: {error}")),
         }
-        let mut last_error = "no worker holds it".to_string();
-        let client = lock(&self.inner.client)
-            .clone()
-            .ok_or("this worker is not linked to the cluster")?;
-        for holder in &input.holders {
-            match client.read_chunk_from(&holder.addr, &input.key).await {
-                Ok(batch) => return Ok(batch),
-                Err(error) => last_error = error.to_string(),
-            }
-        }
-        Err(format!("cannot fetch input '{}': {last_error}", input.key))
     }
 }
 
@@ -252,7 +366,7 @@ fn op_value(arg: pb::TaskArg, inputs: &HashMap<String, RecordBatch>) -> Result<O
     };
     match arg.arg {
         None => Err("an empty argument".to_string()),
-        Some(Arg::Literal(literal)) => Ok(OpValue::Literal(self::literal(literal))),
+        Some(Arg::Literal(literal)) => Ok(OpValue::Literal(literal_from_wire(literal))),
         Some(Arg::Task(key)) | Some(Arg::Chunk(key)) => data(key),
         Some(Arg::List(list)) => Ok(OpValue::List(
             list.items
@@ -260,17 +374,5 @@ fn op_value(arg: pb::TaskArg, inputs: &HashMap<String, RecordBatch>) -> Result<O
                 .map(|item| op_value(item, inputs))
                 .collect::<Result<_, _>>()?,
         )),
-    }
-}
-
-fn literal(literal: pb::Literal) -> Literal {
-    use pb::literal::Value;
-    match literal.value {
-        None | Some(Value::Null(_)) => Literal::Null,
-        Some(Value::BoolValue(value)) => Literal::Bool(value),
-        Some(Value::IntValue(value)) => Literal::Int(value),
-        Some(Value::FloatValue(value)) => Literal::Float(value),
-        Some(Value::StrValue(value)) => Literal::Str(value),
-        Some(Value::BytesValue(value)) => Literal::Bytes(value),
     }
 }

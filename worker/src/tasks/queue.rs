@@ -32,7 +32,8 @@ struct Queued {
 /// The worker's task bookkeeping.
 #[derive(Debug)]
 pub struct TaskQueue {
-    /// How many tasks run at once.
+    /// How many tasks are started at once (fetching inputs, queued for a thread or
+    /// running).
     nthreads: usize,
     /// The highest leader term seen: messages from older terms are ignored (fencing).
     term: u64,
@@ -47,7 +48,7 @@ pub struct TaskQueue {
 }
 
 impl TaskQueue {
-    /// An empty queue running `nthreads` tasks at once.
+    /// An empty queue starting at most `nthreads` tasks at once.
     pub fn new(nthreads: usize) -> TaskQueue {
         TaskQueue {
             nthreads: nthreads.max(1),

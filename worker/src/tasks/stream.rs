@@ -4,26 +4,10 @@
 //! one message, not one each).
 
 use cairn_client::wire as pb;
-use cairn_client::{Client, OpSignature};
+use cairn_client::{signature_to_wire, Client};
 use tokio::sync::mpsc;
 
 use super::executor::{Executor, Report};
-
-fn signature_to_wire(signature: &OpSignature) -> pb::OpSignature {
-    pb::OpSignature {
-        name: signature.name.clone(),
-        params: signature
-            .params
-            .iter()
-            .map(|param| pb::ParamSpec {
-                name: param.name.clone(),
-                kind: param.kind.name().to_string(),
-                optional: param.optional,
-            })
-            .collect(),
-        variadic: signature.variadic,
-    }
-}
 
 /// Runs the task stream until it breaks (the leader changed or went away).
 pub async fn run_task_stream(
