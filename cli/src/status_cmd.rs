@@ -25,6 +25,10 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     "term": status.term, "last_log_index": status.last_log_index,
                     "commit_index": status.commit_index, "applied_index": status.applied_index,
                     "snapshot_index": status.snapshot_index, "datasets": status.datasets,
+                    "tasks": status.tasks,
+                    "task_counts": status.task_counts.map(|(waiting, assigned, memory, erred)| json!({
+                        "waiting": waiting, "assigned": assigned, "memory": memory, "erred": erred,
+                    })),
                     "members": status.members.iter().map(|(id, addr, role)| json!({"id": id, "addr": addr, "role": role})).collect::<Vec<_>>(),
                     "workers": status.workers.iter().map(|worker| json!({
                         "worker_id": worker.worker_id, "addr": worker.addr, "state": worker.state,
@@ -80,6 +84,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         .find(|status| status.state == "leader")
         .or_else(|| statuses.iter().find_map(|(_, status)| status.as_ref().ok()));
     if let Some(status) = reporter {
+        if let Some((waiting, assigned, memory, erred)) = status.task_counts {
+            println!();
+            println!(
+                "tasks: {} in the replicated table; on the leader {waiting} waiting, {assigned} assigned to workers, {memory} held, {erred} failed",
+                status.tasks
+            );
+        }
         println!();
         if status.workers.is_empty() {
             println!("workers: none registered");

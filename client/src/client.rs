@@ -86,6 +86,11 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// Published datasets, as of this replica's applied state.
     pub datasets: u64,
+    /// Tasks in the replicated task table, as of this replica's applied state.
+    pub tasks: u64,
+    /// The leader's scheduling core (leader only): tasks waiting (for inputs or a
+    /// free slot), assigned, with results held, failed.
+    pub task_counts: Option<(u64, u64, u64, u64)>,
     /// `(id, addr, role)` of every member.
     pub members: Vec<(u64, String, String)>,
     /// The worker registry as this replica applied it (memory figures from the
@@ -728,6 +733,10 @@ impl Client {
             applied_index: reply.applied_index,
             snapshot_index: reply.snapshot_index,
             datasets: reply.datasets,
+            tasks: reply.tasks,
+            task_counts: reply
+                .task_counts
+                .map(|counts| (counts.waiting, counts.assigned, counts.memory, counts.erred)),
             members: reply
                 .members
                 .into_iter()

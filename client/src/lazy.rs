@@ -484,7 +484,11 @@ impl LazyCollection {
     /// ```
     pub async fn compute(&self) -> Result<Vec<RecordBatch>, Error> {
         let held = self.persist().await?;
-        held.collect().await
+        let batches = held.collect().await;
+        // Released now rather than when the futures drop (a process that ends right
+        // after would not get to release them).
+        let _ = held.release().await;
+        batches
     }
 
     /// Computes every partition and keeps the results on the workers (Dask's
@@ -580,6 +584,23 @@ impl Persisted {
     /// ```
     pub async fn collect(&self) -> Result<Vec<RecordBatch>, Error> {
         self.client.gather(&self.futures).await
+    }
+
+    /// Tells the cluster this client no longer wants the partitions (as dropping
+    /// every clone of this `Persisted` does, but at once and awaited).
+    ///
+    /// ```no_run
+    /// # async fn demo(held: cairn_client::Persisted) -> Result<(), cairn_client::Error> {
+    /// held.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn release(&self) -> Result<(), Error> {
+        let keys: Vec<String> = self.futures.iter().map(|future| future.key().to_string()).collect();
+        self.client.release_keys(keys).await?;
+        for future in &self.futures {
+            future.mark_released();
+        }
+        Ok(())
     }
 
     /// A lazy collection over the held partitions, for further work.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::consensus::Consensus;
 use super::convert::worker_statuses;
+use super::dispatch::Dispatcher;
 use super::error::ServerError;
 use super::liveness::Liveness;
 use super::reconfig::check_quorum_after;
@@ -26,15 +27,23 @@ pub struct AdminService {
     identity: ClusterIdentity,
     /// The leader's memory of worker heartbeats, for status.
     liveness: Liveness,
+    /// The leader's task runtime, for task counts.
+    dispatcher: Dispatcher,
 }
 
 impl AdminService {
     /// The service over `consensus`.
-    pub fn new(consensus: Consensus, identity: ClusterIdentity, liveness: Liveness) -> AdminService {
+    pub fn new(
+        consensus: Consensus,
+        identity: ClusterIdentity,
+        liveness: Liveness,
+        dispatcher: Dispatcher,
+    ) -> AdminService {
         AdminService {
             consensus,
             identity,
             liveness,
+            dispatcher,
         }
     }
 
@@ -83,10 +92,13 @@ fn member(member: &Member) -> pb::Member {
 impl Admin for AdminService {
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
         let status = self.consensus.replica.status().await;
-        let (datasets, workers) = self
-            .consensus
-            .state
-            .read(|state| (state.dataset_count() as u64, worker_statuses(state, &self.liveness)));
+        let (datasets, workers, tasks) = self.consensus.state.read(|state| {
+            (
+                state.dataset_count() as u64,
+                worker_statuses(state, &self.liveness),
+                state.tasks().len() as u64,
+            )
+        });
         Ok(Response::new(pb::StatusReply {
             node_id: status.node_id,
             cluster_id: self.identity.current().unwrap_or_default(),
@@ -101,6 +113,16 @@ impl Admin for AdminService {
             datasets,
             snapshot_index: status.snapshot_index,
             workers,
+            tasks,
+            task_counts: self.dispatcher.term().map(|_| {
+                let (waiting, assigned, memory, erred) = self.dispatcher.counts();
+                pb::TaskCounts {
+                    waiting,
+                    assigned,
+                    memory,
+                    erred,
+                }
+            }),
         }))
     }
 

@@ -109,12 +109,17 @@ pub async fn run(
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let scheduler = SchedulerServer::new(TaskService::new(consensus.clone(), dispatcher))
+    let scheduler = SchedulerServer::new(TaskService::new(consensus.clone(), dispatcher.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let flight = FlightServiceServer::new(CatalogFlightService::new(consensus.clone()))
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminService::new(consensus, node.identity.clone(), liveness));
+    let admin = AdminServer::new(AdminService::new(
+        consensus,
+        node.identity.clone(),
+        liveness,
+        dispatcher.clone(),
+    ));
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(node.transport())

@@ -24,6 +24,11 @@ use crate::ChunkKey;
 /// thread.
 const STARTED_PER_THREAD: usize = 4;
 
+/// How long a task keeps trying to fetch an input from its holders (longer than the
+/// schedulers' default worker timeout, so a silent holder is declared gone, and the
+/// task cancelled and placed again, before the fetch gives up).
+const FETCH_PATIENCE: Duration = Duration::from_secs(15);
+
 /// How long a result waits for a paused store to resume before the task fails.
 const PAUSED_RESULT_WAIT: Duration = Duration::from_secs(60);
 
@@ -217,7 +222,7 @@ fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBo
     let runtime = inner.runtime.clone();
     runtime.spawn(async move {
         let mut job = job;
-        let fetches = remote.iter().map(|input| fetch(&inner, input));
+        let fetches = remote.iter().map(|input| fetch(&inner, input, &job.cancelled));
         for (input, fetched) in remote.iter().zip(futures::future::join_all(fetches).await) {
             match fetched {
                 Ok(batch) => {
@@ -233,19 +238,30 @@ fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBo
     });
 }
 
-/// One input from the first holder that answers.
-async fn fetch(inner: &Inner, input: &pb::InputLocation) -> Result<RecordBatch, String> {
-    let client = lock(&inner.client)
-        .clone()
-        .ok_or("this worker is not linked to the cluster")?;
+/// One input from the first holder that answers. A holder that fails may be dying:
+/// the fetch tries again (with backoff) until the leader notices, re-runs the input
+/// elsewhere and cancels this task — so a lost input does not fail the task — or
+/// until [`FETCH_PATIENCE`] runs out.
+async fn fetch(inner: &Inner, input: &pb::InputLocation, cancelled: &AtomicBool) -> Result<RecordBatch, String> {
+    let deadline = Instant::now() + FETCH_PATIENCE;
+    let mut pause = Duration::from_millis(20);
     let mut last_error = "no worker holds it".to_string();
-    for holder in &input.holders {
-        match client.read_chunk_from(&holder.addr, &input.key).await {
-            Ok(batch) => return Ok(batch),
-            Err(error) => last_error = error.to_string(),
+    loop {
+        let client = lock(&inner.client)
+            .clone()
+            .ok_or("this worker is not linked to the cluster")?;
+        for holder in &input.holders {
+            match client.read_chunk_from(&holder.addr, &input.key).await {
+                Ok(batch) => return Ok(batch),
+                Err(error) => last_error = error.to_string(),
+            }
         }
+        if cancelled.load(Ordering::Relaxed) || Instant::now() + pause >= deadline {
+            return Err(format!("cannot fetch input '{}': {last_error}", input.key));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
-    Err(format!("cannot fetch input '{}': {last_error}", input.key))
 }
 
 /// One task thread: runs jobs until the executor is gone (it holds the executor
