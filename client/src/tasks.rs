@@ -454,9 +454,7 @@ impl TaskFuture {
     /// Notes that the key was released (by a bulk release), so the drop does not
     /// release it again.
     pub(crate) fn mark_released(&self) {
-        self.inner
-            .released
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner.released.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Tells the cluster this client no longer wants the result: a task not yet run

@@ -423,6 +423,15 @@ async fn propose_batches(
             .await
         {
             Ok(_) => {
+                // A result a published dataset refers to stays (belt and braces: the
+                // core is told about pins too).
+                let releases: Releases = consensus.state.read(|state| {
+                    releases
+                        .into_iter()
+                        .map(|(worker, keys)| (worker, keys.into_iter().filter(|key| !state.is_pinned(key)).collect()))
+                        .filter(|(_, keys): &(WorkerId, Vec<String>)| !keys.is_empty())
+                        .collect()
+                });
                 if !releases.is_empty() {
                     let _ = committed.send(releases);
                 }
@@ -623,16 +632,11 @@ impl Reign {
                 }
                 Decision::Cancel { worker, key } => self.outgoing_for(worker).cancel.push(key.to_string()),
                 Decision::Release { worker, keys } => {
-                    // A result a published dataset refers to stays (belt and braces:
-                    // the core knows pins too).
-                    let keys: Vec<String> = self.consensus.state.read(|state| {
-                        keys.iter()
-                            .map(|key| key.to_string())
-                            .filter(|key| !state.is_pinned(key))
-                            .collect()
-                    });
                     // Deleted only once the batch that records the release commits:
                     // a new leader must never trust a copy that is already gone.
+                    // (No look at the replicated state here: `apply` holds it while it
+                    // records a batch, and the runtime must not wait on that.)
+                    let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
                     if !keys.is_empty() {
                         self.held_releases.push((worker, keys));
                     }
