@@ -334,10 +334,21 @@ fn run(inner: &Inner, job: Job) -> Result<(u64, u64), String> {
             continue;
         }
         let chunk = ChunkKey::parse(&input.key).map_err(|error| error.to_string())?;
-        let batch = inner
-            .store
-            .get(&chunk)
-            .map_err(|error| format!("cannot read input '{}': {error}", input.key))?;
+        let batch = match inner.store.get(&chunk) {
+            Ok(batch) => batch,
+            // Gone from here since the task started (released, or a corrupt file
+            // dropped): read it from its holders like any remote input (this is a
+            // task thread, outside the runtime, so it may wait on it).
+            Err(local) => inner
+                .runtime
+                .block_on(fetch(inner, input, &job.cancelled))
+                .map_err(|remote| {
+                    format!(
+                        "cannot read input '{}' here ({local}) or from its holders: {remote}",
+                        input.key
+                    )
+                })?,
+        };
         inputs.insert(input.key.clone(), batch);
     }
     let args = task
