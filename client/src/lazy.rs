@@ -553,16 +553,11 @@ impl Persisted {
                 .client
                 .task_states(&keys, std::time::Duration::from_secs(5))
                 .await?;
+            let mut all_finished = true;
             for (key, state) in keys.iter().zip(&states) {
-                if let TaskState::Erred { task, message } = state {
-                    return Err(Error::TaskFailed {
-                        key: key.clone(),
-                        task: task.clone(),
-                        message: message.clone(),
-                    });
-                }
+                all_finished &= state.settled(key)?;
             }
-            if states.iter().all(TaskState::is_done) {
+            if all_finished {
                 return Ok(states);
             }
             if std::time::Instant::now() >= deadline {
@@ -760,35 +755,9 @@ impl Client {
             if schema_ipc.is_empty() {
                 schema_ipc = stored.schema_ipc.clone();
             }
-            chunks.push(pb::ChunkInfo {
-                key: stored.key,
-                rows: stored.rows,
-                bytes: stored.bytes,
-                checksum: stored.checksum,
-                locations: stored
-                    .holders
-                    .into_iter()
-                    .map(|worker_id| pb::ChunkLocation {
-                        worker_id,
-                        addr: String::new(),
-                        live: true,
-                    })
-                    .collect(),
-            });
+            chunks.push(crate::upload::chunk_info(stored));
         }
-        let item = pb::PublishItem {
-            name: name.to_string(),
-            value: None,
-            attributes: options.attributes.into_iter().collect(),
-            persisted: Some(pb::Collection {
-                schema_ipc,
-                chunks,
-                replicas: options.replicas,
-                rows: 0,
-                bytes: 0,
-            }),
-            view: Vec::new(),
-        };
+        let item = crate::upload::persisted_item(name, options.attributes, schema_ipc, chunks, options.replicas);
         self.publish_items(vec![item], options.override_existing).await
     }
 
@@ -862,7 +831,7 @@ impl Client {
         let (tasks, _held) = crate::tasks::graph_of(&delayed);
         let view = pb::ViewGraph {
             tasks,
-            partitions: collection.partitions.iter().map(crate::tasks::arg_to_wire).collect(),
+            partitions: collection.partitions.iter().map(TaskArg::to_wire).collect(),
         };
         let item = pb::PublishItem {
             name: name.to_string(),

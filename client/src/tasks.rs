@@ -88,7 +88,8 @@ impl TaskArg {
         TaskArg::List(items.into_iter().collect())
     }
 
-    fn to_wire(&self) -> pb::TaskArg {
+    /// The argument for the wire.
+    pub(crate) fn to_wire(&self) -> pb::TaskArg {
         use pb::task_arg::Arg;
         let arg = match self {
             TaskArg::Literal(literal) => Arg::Literal(literal_to_wire(literal)),
@@ -110,11 +111,6 @@ impl TaskArg {
             TaskArg::Literal(_) | TaskArg::Held(_) | TaskArg::Chunk(_) => {}
         }
     }
-}
-
-/// An argument for the wire.
-pub(crate) fn arg_to_wire(arg: &TaskArg) -> pb::TaskArg {
-    arg.to_wire()
 }
 
 pub(crate) fn literal_to_wire(literal: &Literal) -> pb::Literal {
@@ -362,6 +358,24 @@ impl TaskState {
     /// ```
     pub fn is_done(&self) -> bool {
         matches!(self, TaskState::Finished { .. } | TaskState::Erred { .. })
+    }
+
+    /// Whether `key` in this state is finished (`Ok(true)`) or still pending
+    /// (`Ok(false)`); a failed task is [`Error::TaskFailed`], an unknown key
+    /// [`Error::NotFound`].
+    pub(crate) fn settled(&self, key: &str) -> Result<bool, Error> {
+        match self {
+            TaskState::Finished { .. } => Ok(true),
+            TaskState::Pending => Ok(false),
+            TaskState::Erred { task, message } => Err(Error::TaskFailed {
+                key: key.to_string(),
+                task: task.clone(),
+                message: message.clone(),
+            }),
+            TaskState::Unknown => Err(Error::NotFound {
+                message: format!("task '{key}' is not known to the cluster (released, or never submitted)"),
+            }),
+        }
     }
 }
 
@@ -705,36 +719,22 @@ impl Client {
             let states = self.task_states(&asked, WAIT_SLICE).await?;
             let finished_before = results.iter().filter(|result| result.is_some()).count();
             for (at, state) in missing.into_iter().zip(states) {
-                match state {
-                    TaskState::Finished { holders, .. } => {
-                        for (_, addr) in &holders {
-                            match self.read_chunk_from(addr, &keys[at]).await {
-                                Ok(batch) => {
-                                    results[at] = Some(batch);
-                                    break;
-                                }
-                                Err(error) => {
-                                    tracing::debug!(key = %keys[at], %addr, %error, "cannot read a result; trying another holder")
-                                }
-                            }
+                if !state.settled(&keys[at])? {
+                    continue;
+                }
+                let TaskState::Finished { holders, .. } = state else {
+                    continue;
+                };
+                for (_, addr) in &holders {
+                    match self.read_chunk_from(addr, &keys[at]).await {
+                        Ok(batch) => {
+                            results[at] = Some(batch);
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::debug!(key = %keys[at], %addr, %error, "cannot read a result; trying another holder")
                         }
                     }
-                    TaskState::Erred { task, message } => {
-                        return Err(Error::TaskFailed {
-                            key: keys[at].clone(),
-                            task,
-                            message,
-                        })
-                    }
-                    TaskState::Unknown => {
-                        return Err(Error::NotFound {
-                            message: format!(
-                                "task '{}' is not known to the cluster (released, or never submitted)",
-                                keys[at]
-                            ),
-                        })
-                    }
-                    TaskState::Pending => {}
                 }
             }
             if results.iter().filter(|result| result.is_some()).count() == finished_before {

@@ -274,7 +274,35 @@ async fn upload_chunk(
             targets.len()
         )));
     }
-    Ok(pb::ChunkInfo {
+    Ok(chunk_info(stored))
+}
+
+/// The publish item of a persisted collection whose chunks are stored.
+pub(crate) fn persisted_item(
+    name: &str,
+    attributes: std::collections::BTreeMap<String, String>,
+    schema_ipc: Vec<u8>,
+    chunks: Vec<pb::ChunkInfo>,
+    replicas: u32,
+) -> pb::PublishItem {
+    pb::PublishItem {
+        name: name.to_string(),
+        value: None,
+        attributes: attributes.into_iter().collect(),
+        persisted: Some(pb::Collection {
+            schema_ipc,
+            chunks,
+            replicas,
+            rows: 0,
+            bytes: 0,
+        }),
+        view: Vec::new(),
+    }
+}
+
+/// A chunk acknowledged as stored, as a publish names it (holders by id).
+pub(crate) fn chunk_info(stored: pb::ChunkStored) -> pb::ChunkInfo {
+    pb::ChunkInfo {
         key: stored.key,
         rows: stored.rows,
         bytes: stored.bytes,
@@ -288,7 +316,7 @@ async fn upload_chunk(
                 live: true,
             })
             .collect(),
-    })
+    }
 }
 
 /// Uploads chunk `index`, trying successive placements over the live workers.
@@ -476,19 +504,7 @@ impl Client {
             rows: uploaded.iter().map(|chunk| chunk.rows).sum(),
             bytes: uploaded.iter().map(|chunk| chunk.bytes).sum(),
         };
-        let item = pb::PublishItem {
-            name: name.to_string(),
-            value: None,
-            attributes: options.attributes.clone().into_iter().collect(),
-            persisted: Some(pb::Collection {
-                schema_ipc,
-                chunks: uploaded,
-                replicas: options.replicas,
-                rows: 0,
-                bytes: 0,
-            }),
-            view: Vec::new(),
-        };
+        let item = persisted_item(name, options.attributes.clone(), schema_ipc, uploaded, options.replicas);
         let log_index = self.publish_items(vec![item], options.override_existing).await?;
         Ok(PublishSummary { log_index, ..summary })
     }

@@ -993,21 +993,7 @@ mod tests {
         assert_eq!(harness.state.list(), ["old"]);
     }
 
-    fn task(key: &str, dependencies: &[&str]) -> crate::graph::TaskSpec {
-        use crate::graph::{Arg, Literal, TaskKey, TaskSpec};
-        TaskSpec {
-            key: TaskKey::parse(key).expect("valid"),
-            op: "inc".to_string(),
-            args: if dependencies.is_empty() {
-                vec![Arg::Literal(Literal::Int(1))]
-            } else {
-                dependencies
-                    .iter()
-                    .map(|key| Arg::Task(TaskKey::parse(key).expect("valid")))
-                    .collect()
-            },
-        }
-    }
+    use crate::graph::task::inc_task as task;
 
     fn task_key(key: &str) -> crate::graph::TaskKey {
         crate::graph::TaskKey::parse(key).expect("valid")

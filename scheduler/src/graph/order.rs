@@ -44,22 +44,7 @@ pub fn dependency_order(tasks: Vec<TaskSpec>) -> Vec<TaskSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Arg, Literal};
-
-    fn task(key: &str, dependencies: &[&str]) -> TaskSpec {
-        TaskSpec {
-            key: TaskKey::parse(key).expect("valid"),
-            op: "inc".to_string(),
-            args: if dependencies.is_empty() {
-                vec![Arg::Literal(Literal::Int(1))]
-            } else {
-                dependencies
-                    .iter()
-                    .map(|key| Arg::Task(TaskKey::parse(key).expect("valid")))
-                    .collect()
-            },
-        }
-    }
+    use crate::graph::task::inc_task as task;
 
     #[test]
     fn dependencies_come_first() {

@@ -177,6 +177,23 @@ impl TaskSpec {
     }
 }
 
+/// A test task: `inc` of 1, or of the results of `dependencies`.
+#[cfg(test)]
+pub(crate) fn inc_task(key: &str, dependencies: &[&str]) -> TaskSpec {
+    TaskSpec {
+        key: TaskKey::parse(key).expect("valid"),
+        op: "inc".to_string(),
+        args: if dependencies.is_empty() {
+            vec![Arg::Literal(Literal::Int(1))]
+        } else {
+            dependencies
+                .iter()
+                .map(|key| Arg::Task(TaskKey::parse(key).expect("valid")))
+                .collect()
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

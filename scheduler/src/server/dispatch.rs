@@ -208,6 +208,15 @@ struct Outgoing {
     release: Vec<String>,
 }
 
+impl Outgoing {
+    /// Adds `later`'s messages after these.
+    fn append(&mut self, later: Outgoing) {
+        self.assign.extend(later.assign);
+        self.cancel.extend(later.cancel);
+        self.release.extend(later.release);
+    }
+}
+
 /// The runtime while this replica leads in one term.
 struct Reign {
     term: u64,
@@ -498,10 +507,7 @@ impl Reign {
                     self.perform(decisions);
                 }
                 if let Some(backlog) = self.backlog.remove(&worker) {
-                    let outgoing = self.outgoing.entry(worker).or_default();
-                    outgoing.assign.extend(backlog.assign);
-                    outgoing.cancel.extend(backlog.cancel);
-                    outgoing.release.extend(backlog.release);
+                    self.outgoing.entry(worker).or_default().append(backlog);
                 }
             }
             Input::Disconnect { worker, connection } => {
@@ -510,28 +516,29 @@ impl Reign {
                     return;
                 }
                 tracing::warn!(%worker, "worker task stream closed; its tasks and results move elsewhere");
-                self.connections.remove(&worker);
-                self.backlog.remove(&worker);
-                shared
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .operations
-                    .remove(&worker);
-                let decisions = self.core.handle(Event::WorkerGone { worker });
-                self.perform(decisions);
+                self.worker_gone(worker, shared);
             }
-            Input::Gone(worker) => {
-                self.connections.remove(&worker);
-                self.backlog.remove(&worker);
-                let decisions = self.core.handle(Event::WorkerGone { worker });
-                self.perform(decisions);
-            }
+            Input::Gone(worker) => self.worker_gone(worker, shared),
             Input::Wait { keys, reply } => self.wait(keys, reply),
             Input::States { keys, reply } => {
                 let results = keys.iter().map(|key| self.result(key)).collect();
                 let _ = reply.send(results);
             }
         }
+    }
+
+    /// A worker's stream closed or the registry marked it gone: its connection, queued
+    /// messages and advertised operations go, and the core moves its work.
+    fn worker_gone(&mut self, worker: WorkerId, shared: &Arc<Mutex<Shared>>) {
+        self.connections.remove(&worker);
+        self.backlog.remove(&worker);
+        shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .operations
+            .remove(&worker);
+        let decisions = self.core.handle(Event::WorkerGone { worker });
+        self.perform(decisions);
     }
 
     fn wait(&mut self, keys: Vec<TaskKey>, reply: oneshot::Sender<Vec<pb::TaskResult>>) {
@@ -679,10 +686,7 @@ impl Reign {
     fn send_outgoing(&mut self) {
         for (worker, outgoing) in std::mem::take(&mut self.outgoing) {
             let Some(connection) = self.connections.get(&worker) else {
-                let backlog = self.backlog.entry(worker).or_default();
-                backlog.assign.extend(outgoing.assign);
-                backlog.cancel.extend(outgoing.cancel);
-                backlog.release.extend(outgoing.release);
+                self.backlog.entry(worker).or_default().append(outgoing);
                 continue;
             };
             let message = pb::SchedulerTaskMessage {

@@ -163,7 +163,7 @@ impl Scheduler for TaskService {
             Ok(None) => return Err(not_leading()),
             Err(_elapsed) => {
                 // Report the current states instead.
-                self.current_states(keys).await.ok_or_else(not_leading)?
+                self.dispatcher.states(keys).await.ok_or_else(not_leading)?
             }
         };
         Ok(Response::new(pb::WaitTasksReply { results }))
@@ -195,12 +195,5 @@ impl Scheduler for TaskService {
             operations,
             connected_workers: self.dispatcher.connected_workers() as u32,
         }))
-    }
-}
-
-impl TaskService {
-    /// The keys' states now, without waiting (a `WaitTasks` that timed out).
-    async fn current_states(&self, keys: Vec<TaskKey>) -> Option<Vec<pb::TaskResult>> {
-        self.dispatcher.states(keys).await
     }
 }
