@@ -726,21 +726,7 @@ impl Client {
             });
         }
         let states = held.wait().await?;
-        let workers: Vec<crate::WorkerInfo> = self
-            .workers()
-            .await?
-            .into_iter()
-            .filter(|worker| worker.is_alive())
-            .collect();
-        if options.replicas as usize > workers.len() {
-            return Err(Error::NotEnoughWorkers {
-                message: format!(
-                    "dataset '{name}' asks for {} replicas, but only {} worker(s) are alive",
-                    options.replicas,
-                    workers.len()
-                ),
-            });
-        }
+        let workers = self.workers_for_replicas(name, options.replicas).await?;
         let mut chunks = Vec::with_capacity(states.len());
         let mut schema_ipc = Vec::new();
         for (index, (future, state)) in held.futures.iter().zip(states).enumerate() {

@@ -369,6 +369,31 @@ async fn place_chunk(
 }
 
 impl Client {
+    /// The live workers, once it is known that `replicas` of them can hold each chunk
+    /// of dataset `name`.
+    pub(crate) async fn workers_for_replicas(&self, name: &str, replicas: u32) -> Result<Vec<WorkerInfo>, Error> {
+        if replicas == 0 {
+            return Err(Error::InvalidArgument {
+                message: "replicas must be at least 1".to_string(),
+            });
+        }
+        let workers: Vec<WorkerInfo> = self
+            .workers()
+            .await?
+            .into_iter()
+            .filter(|worker| worker.is_alive())
+            .collect();
+        if replicas as usize > workers.len() {
+            return Err(Error::NotEnoughWorkers {
+                message: format!(
+                    "dataset '{name}' asks for {replicas} replicas, but only {} worker(s) are alive",
+                    workers.len()
+                ),
+            });
+        }
+        Ok(workers)
+    }
+
     /// Publishes `batches` as the persisted collection `name`: cuts them into chunks,
     /// stores each chunk durably (fsync'd) on `options.replicas` distinct workers,
     /// then publishes the collection atomically. Returns the log index of the publish
@@ -404,26 +429,7 @@ impl Client {
                 message: "chunk rows and chunk bytes must be positive".to_string(),
             });
         }
-        if options.replicas == 0 {
-            return Err(Error::InvalidArgument {
-                message: "replicas must be at least 1".to_string(),
-            });
-        }
-        let workers: Vec<WorkerInfo> = self
-            .workers()
-            .await?
-            .into_iter()
-            .filter(|worker| worker.is_alive())
-            .collect();
-        if options.replicas as usize > workers.len() {
-            return Err(Error::NotEnoughWorkers {
-                message: format!(
-                    "dataset '{name}' asks for {} replicas, but only {} worker(s) are alive",
-                    options.replicas,
-                    workers.len()
-                ),
-            });
-        }
+        let workers = self.workers_for_replicas(name, options.replicas).await?;
         let schema_ipc = encode_schema(&schema)?;
         let upload_id = format!("u{:016x}", rand::random::<u64>());
         let replicas = options.replicas as usize;
