@@ -33,6 +33,7 @@
 //!   reductions as trees, head), [`Persisted`], publishing `Persisted` and `View`s.
 //! - `task_types.rs`: [`Literal`], [`OpSignature`]: the words shared with workers.
 //! - `error.rs`: [`Error`], and how a replica's gRPC status becomes one.
+//! - [`grid`]: the layout of gridded (N-dimensional) chunks, [`grid::GridMeta`].
 //! - `expr.rs`: [`Expr`], the serialisable column expression of `filter` and `with_columns` tasks.
 
 mod client;
@@ -40,6 +41,7 @@ mod collection;
 mod datasets;
 mod error;
 mod expr;
+pub mod grid;
 mod lazy;
 mod task_types;
 mod tasks;
