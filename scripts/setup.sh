@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cairn needs on Debian, if it is missing:
 # clang + libclang (RocksDB's bindings), a C++ compiler, iptables + iproute2 (the
-# fault-injection suite), python3 with venv (the pyarrow Flight test makes its own
-# virtual environment from PyPI). protoc comes from the protoc-bin-vendored crate.
+# fault-injection suite), libnetcdf-dev + pkg-config (NetCDF files), python3 with venv
+# (the pyarrow Flight and S3 tests make their own virtual environments from PyPI).
+# protoc comes from the protoc-bin-vendored crate.
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,12 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # The Arrow Flight interoperability test makes a virtual environment with pyarrow.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+# NetCDF (the seeds' model output): libnetcdf and its headers for the netcdf crate,
+# found through pkg-config / nc-config.
+if ! command -v nc-config >/dev/null 2>&1 || ! nc-config --libs >/dev/null 2>&1; then
+  missing+=(libnetcdf-dev)
+fi
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # The disk-full test mounts a small tmpfs.
 command -v mount >/dev/null 2>&1 || missing+=(mount)
 

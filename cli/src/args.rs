@@ -30,6 +30,32 @@ pub enum Command {
     Cluster(ClusterArgs),
     /// Benchmarks that print figures (publish latency/throughput, failover time).
     Bench(BenchArgs),
+    /// Write realistic input files for the seed examples: NetCDF model output on a
+    /// global lat/lon grid with CF attributes, and CSV account files.
+    SeedData(SeedDataArgs),
+}
+
+/// `cairn seed-data`.
+#[derive(Debug, Args)]
+pub struct SeedDataArgs {
+    /// The directory to write into (`model_run/*.nc`, `accounts/*.csv`).
+    #[arg(long, default_value = "seed-data")]
+    pub out: PathBuf,
+    /// The size of the wind files (x_wind + y_wind) together, e.g. `1GiB`, `8MiB`.
+    #[arg(long, default_value = "64MiB")]
+    pub size: String,
+    /// The grid spacing in degrees (default: 0.25 from 256 MiB, 1 from 16 MiB, else 2.5).
+    #[arg(long)]
+    pub grid_step: Option<f64>,
+    /// Time steps (hours) per file.
+    #[arg(long, default_value_t = 24)]
+    pub steps_per_file: usize,
+    /// Rows per account CSV file (4 files).
+    #[arg(long, default_value_t = 25_000)]
+    pub account_rows: usize,
+    /// Seed of the pseudo-random noise.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 /// `cairn scheduler`.
@@ -327,6 +353,36 @@ pub enum BenchCommand {
         threads: u32,
         /// A Python with `distributed` (`scripts/bench-venv` prints one): runs
         /// bench/dask_graph.py with it and compares.
+        #[arg(long, value_name = "PYTHON")]
+        compare_dask: Option<PathBuf>,
+    },
+    /// The seed workloads (`wind_variance`, `regrid`) on NetCDF files from
+    /// `cairn seed-data`, run by the example programs against a fresh local cluster of
+    /// 3 schedulers and 2 workers; with `--compare-dask`, bench/seeds.py runs them with
+    /// xarray + dask.array on a `distributed.LocalCluster` and checks the results agree.
+    Seeds {
+        /// The seed data directory (made with `cairn seed-data` when it lacks data of
+        /// `--size`).
+        #[arg(long, default_value = "target/seed-data")]
+        data: PathBuf,
+        /// Size of the wind files (x_wind + y_wind).
+        #[arg(long, default_value = "1GiB")]
+        size: String,
+        /// Each worker's --nthreads (Dask's threads_per_worker).
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+        /// Time steps per chunk (default: the client's, about 32 MiB per chunk).
+        #[arg(long)]
+        chunk_rows: Option<usize>,
+        /// Runs of each workload (the median is reported; the first run also warms the
+        /// page cache).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Where the example binaries are (default: `examples/` beside this binary;
+        /// `cargo build --release -p cairn-client --examples` builds them).
+        #[arg(long)]
+        examples: Option<PathBuf>,
+        /// A Python with xarray and distributed (`scripts/bench-venv` prints one).
         #[arg(long, value_name = "PYTHON")]
         compare_dask: Option<PathBuf>,
     },

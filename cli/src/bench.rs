@@ -82,6 +82,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             memory_limit,
             csv_mib,
         } => crate::bench_data::run(gib, &memory_limit, csv_mib).await,
+        BenchCommand::Seeds {
+            data,
+            size,
+            threads,
+            chunk_rows,
+            repeat,
+            examples,
+            compare_dask,
+        } => {
+            crate::bench_seeds::run(crate::bench_seeds::SeedsBenchOptions {
+                data,
+                size,
+                threads,
+                chunk_rows,
+                repeat,
+                examples,
+                compare_dask,
+            })
+            .await
+        }
         BenchCommand::Tasks {
             tasks,
             chain,

@@ -190,6 +190,13 @@ async fn measure_cairn(cluster: &mut LocalCluster, options: &TasksBenchOptions) 
 /// Where `bench/dask_graph.py` is: under the current dir or one of its parents, or
 /// beside the binary's target dir, or in the source tree this binary was built from.
 pub fn find_dask_script() -> anyhow::Result<PathBuf> {
+    find_script(DASK_SCRIPT)
+}
+
+/// Where the script at `relative` (to Cairn's source tree) is: under the current dir
+/// or one of its parents, or beside the binary's target dir, or in the source tree
+/// this binary was built from.
+pub fn find_script(relative: &str) -> anyhow::Result<PathBuf> {
     let mut roots: Vec<PathBuf> = Vec::new();
     if let Ok(current) = std::env::current_dir() {
         roots.extend(current.ancestors().map(Path::to_path_buf));
@@ -202,10 +209,10 @@ pub fn find_dask_script() -> anyhow::Result<PathBuf> {
     }
     roots
         .iter()
-        .map(|root| root.join(DASK_SCRIPT))
+        .map(|root| root.join(relative))
         .find(|candidate| candidate.is_file())
         .with_context(|| {
-            format!("cannot find {DASK_SCRIPT} in the current dir, its parents, or beside the cairn binary; run from Cairn's source tree")
+            format!("cannot find {relative} in the current dir, its parents, or beside the cairn binary; run from Cairn's source tree")
         })
 }
 

@@ -31,6 +31,9 @@ async fn show_info(client: &Client, name: &str, json: bool) -> anyhow::Result<()
                     "name": field.name(), "type": field.data_type().to_string(), "nullable": field.is_nullable(),
                 })).collect::<Vec<_>>(),
                 "rows": collection.rows, "bytes": collection.bytes, "replicas": collection.replicas,
+                "grid": cairn_client::grid::GridMeta::of_schema(&collection.schema)
+                    .and_then(Result::ok)
+                    .map(|grid| grid.summary(collection.rows as usize)),
                 "chunks": collection.chunks.iter().map(|chunk| json!({
                     "key": chunk.key, "rows": chunk.rows, "bytes": chunk.bytes,
                     "checksum": format!("{:08x}", chunk.checksum),
@@ -63,6 +66,12 @@ async fn show_info(client: &Client, name: &str, json: bool) -> anyhow::Result<()
         println!("rows:         {}", collection.rows);
         println!("chunks:       {}", collection.chunks.len());
         println!("replicas:     {}", collection.replicas);
+        if let Some(Ok(grid)) = cairn_client::grid::GridMeta::of_schema(&collection.schema) {
+            println!("grid:");
+            for (key, value) in grid.summary(collection.rows as usize) {
+                println!("  {key}: {value}");
+            }
+        }
         println!("schema:");
         for line in format_schema(&collection.schema).lines() {
             println!("  {line}");
@@ -143,15 +152,19 @@ async fn get_view(
         }
         return Ok(());
     };
-    let schema = batches
-        .first()
-        .map(|batch| batch.schema())
-        .ok_or_else(|| anyhow::anyhow!("view '{name}' computed no partitions"))?;
-    let mut writer = TableWriter::create(path, schema)?;
-    for batch in &batches {
-        writer.write(batch)?;
-    }
-    let rows = writer.finish()?;
+    let rows = if is_netcdf(path) {
+        write_netcdf(path, batches).await?
+    } else {
+        let schema = batches
+            .first()
+            .map(|batch| batch.schema())
+            .ok_or_else(|| anyhow::anyhow!("view '{name}' computed no partitions"))?;
+        let mut writer = TableWriter::create(path, schema)?;
+        for batch in &batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?
+    };
     if json {
         println!("{}", json!({"name": name, "output": path, "rows": rows}));
     } else {
@@ -161,6 +174,29 @@ async fn get_view(
         );
     }
     Ok(())
+}
+
+/// Whether `--output` names a NetCDF file (`.nc`).
+fn is_netcdf(path: &Path) -> bool {
+    path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("nc"))
+}
+
+/// Writes gridded batches as a NetCDF file (off the async threads); the rows written.
+/// Batches that are not gridded are a clear error.
+async fn write_netcdf(path: &Path, batches: Vec<arrow::array::RecordBatch>) -> anyhow::Result<u64> {
+    if let Some(batch) = batches.first() {
+        if !cairn_client::netcdf_io::is_gridded(&batch.schema()) {
+            bail!(
+                "{}: only gridded data (read with read_netcdf, or computed from it) can be written as NetCDF; \
+                 use .csv, .parquet or .arrow for tables",
+                path.display()
+            );
+        }
+    }
+    let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
+    let target = path.to_path_buf();
+    tokio::task::spawn_blocking(move || cairn_client::netcdf_io::write(&target, &[batches])).await??;
+    Ok(rows)
 }
 
 async fn get_collection(
@@ -185,6 +221,15 @@ async fn get_collection(
         }
         return Ok(());
     };
+    if is_netcdf(path) {
+        let rows = write_netcdf(path, collection.collect().await?).await?;
+        if json {
+            println!("{}", json!({"name": collection.name(), "output": path, "rows": rows}));
+        } else {
+            println!("wrote {rows} rows of {} to {} (NetCDF)", collection.name(), path.display());
+        }
+        return Ok(());
+    }
     let mut writer = TableWriter::create(path, collection.schema())?;
     let bar = progress_bar(collection.num_bytes(), "reading", !json);
     let mut stream = std::pin::pin!(collection.stream());

@@ -18,12 +18,14 @@
 mod args;
 mod bench;
 pub mod bench_data;
+pub mod bench_seeds;
 pub mod bench_tasks;
 mod cluster_cmd;
 mod datasets_cmd;
 mod discovery;
 pub mod local_cluster;
 mod scheduler_cmd;
+mod seed_data;
 mod signals;
 mod status_cmd;
 pub mod tabular;
@@ -69,6 +71,7 @@ pub fn main() -> ExitCode {
             Command::Status(args) => status_cmd::run(args).await,
             Command::Cluster(args) => cluster_cmd::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::SeedData(args) => seed_data::run(args),
         }
     });
     match result {

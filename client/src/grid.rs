@@ -44,7 +44,7 @@ use arrow::array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, PrimitiveArray, RecordBatch,
 };
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Float32Type, Float64Type, Schema, SchemaRef};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Float32Type, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 /// The schema metadata key holding a gridded collection's [`GridMeta`] (JSON).
@@ -353,6 +353,40 @@ impl GridMeta {
             }
         }
         Ok(())
+    }
+
+    /// The grid described for people and for dataset attributes, from metadata
+    /// alone: `variable`, `dims`, `shape` (with `rows` along the row dimension), the
+    /// variable's attributes, and each inner coordinate's range and units.
+    ///
+    /// ```
+    /// use cairn_client::grid::{Coord, GridMeta};
+    /// let meta = GridMeta::new("t", "time", vec![Coord::new("latitude", vec![-90.0, 0.0, 90.0])]);
+    /// let summary = meta.summary(4);
+    /// assert_eq!(summary["shape"], "4 x 3");
+    /// assert_eq!(summary["latitude_range"], "-90 .. 90");
+    /// ```
+    pub fn summary(&self, rows: usize) -> BTreeMap<String, String> {
+        let mut summary = BTreeMap::new();
+        summary.insert("variable".to_string(), self.variable.clone());
+        summary.insert("dims".to_string(), self.dims.join(", "));
+        let shape: Vec<String> = self.shape(rows).iter().map(usize::to_string).collect();
+        summary.insert("shape".to_string(), shape.join(" x "));
+        for (key, value) in &self.attrs {
+            summary.insert(key.clone(), value.display());
+        }
+        if let Some(units) = self.row_attrs.get("units") {
+            summary.insert(format!("{}_units", self.row_dim), units.display());
+        }
+        for coord in &self.inner {
+            if let (Some(first), Some(last)) = (coord.values.first(), coord.values.last()) {
+                summary.insert(format!("{}_range", coord.name), format!("{first} .. {last}"));
+            }
+            if let Some(units) = coord.attrs.get("units") {
+                summary.insert(format!("{}_units", coord.name), units.display());
+            }
+        }
+        summary
     }
 
     /// The JSON kept under [`GRID_METADATA_KEY`].

@@ -24,6 +24,7 @@ use prost::Message;
 
 use crate::error::Error;
 use crate::expr::{named_exprs_to_json, Expr};
+use crate::remote;
 use crate::task_types::Literal;
 use crate::tasks::{Delayed, TaskArg, TaskFuture, TaskState};
 use crate::Client;
@@ -49,7 +50,12 @@ pub struct LazyCollection {
 }
 
 /// Files matching `pattern` (a path or a glob), sorted; an error names the pattern.
+/// A remote pattern (`s3://…`, `http(s)://…`) is listed with [`remote::list`] and its
+/// URLs are kept as they are (a `PathBuf` holding the URL), for the workers to read.
 fn expand(pattern: &str) -> Result<Vec<PathBuf>, Error> {
+    if remote::is_remote(pattern) {
+        return Ok(expand_remote(pattern)?.into_iter().map(|(url, _size)| url).collect());
+    }
     let invalid = |message: String| Error::InvalidArgument { message };
     let paths: Vec<PathBuf> = glob::glob(pattern)
         .map_err(|error| invalid(format!("invalid path pattern {pattern:?}: {error}")))?
@@ -67,14 +73,101 @@ fn expand(pattern: &str) -> Result<Vec<PathBuf>, Error> {
     Ok(absolute)
 }
 
+/// The objects matching a remote pattern with their sizes, sorted by URL.
+fn expand_remote(pattern: &str) -> Result<Vec<(PathBuf, u64)>, Error> {
+    Ok(remote::list(pattern)?
+        .into_iter()
+        .map(|(url, size)| (PathBuf::from(url), size))
+        .collect())
+}
+
+/// [`expand`] with each file's size: a remote pattern's from its listing, a local
+/// file's from its metadata.
+fn expand_with_sizes(pattern: &str) -> Result<Vec<(PathBuf, u64)>, Error> {
+    if remote::is_remote(pattern) {
+        return expand_remote(pattern);
+    }
+    expand(pattern)?
+        .into_iter()
+        .map(|path| {
+            let size = std::fs::metadata(&path)
+                .map_err(|error| Error::InvalidArgument {
+                    message: format!("cannot read {}: {error}", path.display()),
+                })?
+                .len();
+            Ok((path, size))
+        })
+        .collect()
+}
+
+/// A path or URL as a task argument, unchanged (the worker tells them apart).
 fn path_arg(path: &std::path::Path) -> TaskArg {
     TaskArg::Literal(Literal::Str(path.to_string_lossy().into_owned()))
+}
+
+#[cfg(test)]
+mod remote_planning_tests {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::ObjectStoreExt;
+
+    use super::*;
+
+    /// Remote patterns expand to their URLs with the listed sizes (what CSV ranges are
+    /// cut from), passed to the workers unchanged; errors name the pattern.
+    #[test]
+    fn remote_patterns_expand_to_urls_with_sizes() {
+        let store = Arc::new(InMemory::new());
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            for (key, size) in [("data/a.2.csv", 30), ("data/a.1.csv", 10), ("data/b.csv", 5)] {
+                store.put(&Path::from(key), vec![b'x'; size].into()).await.expect("put");
+            }
+        });
+        remote::register_store("s3://lazy-planning", store).expect("register");
+
+        let expanded = expand_with_sizes("s3://lazy-planning/data/a.*.csv").expect("expand");
+        assert_eq!(
+            expanded,
+            [
+                (PathBuf::from("s3://lazy-planning/data/a.1.csv"), 10),
+                (PathBuf::from("s3://lazy-planning/data/a.2.csv"), 30),
+            ]
+        );
+        assert_eq!(
+            expand("s3://lazy-planning/data/*.csv").expect("expand").len(),
+            3,
+            "the same listing without sizes"
+        );
+        match path_arg(&expanded[0].0) {
+            TaskArg::Literal(Literal::Str(url)) => assert_eq!(url, "s3://lazy-planning/data/a.1.csv"),
+            other => panic!("expected the URL as a string literal, got {other:?}"),
+        }
+        match expand("s3://lazy-planning/data/missing.csv") {
+            Err(Error::NotFound { message }) => {
+                assert!(
+                    message.starts_with("s3://lazy-planning/data/missing.csv: not found"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected not-found, got {other:?}"),
+        }
+        match expand("https://example.invalid/data/*.csv") {
+            Err(Error::InvalidArgument { message }) => assert!(message.contains("cannot be listed"), "{message}"),
+            other => panic!("expected invalid-argument, got {other:?}"),
+        }
+    }
 }
 
 impl Client {
     /// CSV files by path or glob, one partition per `blocksize` bytes of each file
     /// (ranges split on line boundaries by the workers, like Dask's `read_csv`).
-    /// Paths are resolved here and must be readable by the workers too.
+    /// Paths are resolved here and must be readable by the workers too. A remote
+    /// pattern (`s3://bucket/prefix*.csv`, or one `https://` URL) is listed here
+    /// ([`crate::remote::list`]) and read by the workers by byte range; both sides
+    /// need the S3 configuration ([`crate::remote`]).
     ///
     /// ```no_run
     /// # fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
@@ -95,12 +188,7 @@ impl Client {
     pub fn read_csv_with_blocksize(&self, pattern: &str, blocksize: u64) -> Result<LazyCollection, Error> {
         let blocksize = blocksize.max(1);
         let mut partitions = Vec::new();
-        for path in expand(pattern)? {
-            let size = std::fs::metadata(&path)
-                .map_err(|error| Error::InvalidArgument {
-                    message: format!("cannot read {}: {error}", path.display()),
-                })?
-                .len();
+        for (path, size) in expand_with_sizes(pattern)? {
             let mut start = 0;
             loop {
                 let end = (start + blocksize).min(size);
@@ -178,6 +266,11 @@ impl Client {
 }
 
 impl LazyCollection {
+    /// The client the collection's graphs go to.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The partitions.
     ///
     /// ```no_run
@@ -304,7 +397,7 @@ impl LazyCollection {
     }
 
     /// A tree of `op` over `inputs`, each step combining up to [`TREE_FAN_IN`].
-    fn tree(op: &str, mut inputs: Vec<TaskArg>) -> Delayed {
+    pub(crate) fn tree(op: &str, mut inputs: Vec<TaskArg>) -> Delayed {
         loop {
             let groups: Vec<Vec<TaskArg>> = inputs.chunks(TREE_FAN_IN).map(<[TaskArg]>::to_vec).collect();
             let next: Vec<Delayed> = groups.into_iter().map(|group| Delayed::new(op, group)).collect();

@@ -34,7 +34,12 @@
 //! - `task_types.rs`: [`Literal`], [`OpSignature`]: the words shared with workers.
 //! - `error.rs`: [`Error`], and how a replica's gRPC status becomes one.
 //! - [`grid`]: the layout of gridded (N-dimensional) chunks, [`grid::GridMeta`].
+//! - `grid_collection.rs`: [`GridCollection`] (`read_netcdf`, element-wise, `sel`,
+//!   `regrid`, reductions along time) and [`Grid`], a computed grid.
+//! - [`netcdf_io`]: NetCDF files as gridded chunks: header, rows, write-back.
 //! - `expr.rs`: [`Expr`], the serialisable column expression of `filter` and `with_columns` tasks.
+//! - [`remote`]: `s3://` and `http(s)://` data: listing, sizes, ranged reads from any
+//!   thread ([`remote::RangeReader`]), the S3 configuration.
 
 mod client;
 mod collection;
@@ -42,7 +47,10 @@ mod datasets;
 mod error;
 mod expr;
 pub mod grid;
+mod grid_collection;
+pub mod netcdf_io;
 mod lazy;
+pub mod remote;
 mod task_types;
 mod tasks;
 mod upload;
@@ -56,6 +64,7 @@ pub use error::Error;
 pub use expr::{
     col, lit, named_exprs_from_json, named_exprs_to_json, BinaryOp, CastType, Expr, ExprError, IntoLiteral, UnaryOp,
 };
+pub use grid_collection::{Grid, GridCollection, NetcdfOptions, DEFAULT_GRID_CHUNK_BYTES};
 pub use lazy::{LazyCollection, PersistOptions, Persisted, DEFAULT_BLOCKSIZE, TREE_FAN_IN};
 #[doc(hidden)]
 pub use task_types::{literal_from_wire, signature_to_wire};

@@ -5,6 +5,8 @@
 //! # Layout
 //!
 //! - this file: [`TestCluster`] and [`cairn_binary`].
+//! - `data.rs`: deterministic tables written as CSV, Parquet, Arrow IPC.
+//! - `s3.rs`: [`s3::MotoServer`], a real S3-compatible server (moto) on loopback.
 //! - `tests/*.rs`: one promise per file, each a sentence in its doc comment.
 //!
 //! The `cairn` binary is the one cargo builds for the `cairn-cli` package in the same
@@ -20,6 +22,7 @@ use cairn_cli::local_cluster::{plan_cluster, plan_workers, wait_for_leader, wait
 use cairn_client::{Client, ClientOptions};
 
 pub mod data;
+pub mod s3;
 
 /// Timing flags that make elections quick and snapshots frequent in tests.
 pub const FAST_TIMING: [&str; 4] = ["--heartbeat-ms", "50", "--election-timeout-ms", "120-200"];
@@ -56,12 +59,26 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `count` schedulers with fast timing plus `extra` flags, and waits for a leader.
     pub async fn start(count: u64, extra: &[&str]) -> anyhow::Result<TestCluster> {
+        TestCluster::start_with_env(count, extra, &[]).await
+    }
+
+    /// [`TestCluster::start`] with extra environment variables for every process the
+    /// cluster starts (schedulers and workers, restarts included): the processes run
+    /// through a `/bin/sh` wrapper in the cluster dir that `exec`s `env NAME=value …
+    /// cairn` (same pid, so the fault verbs still apply). No `env` runs the binary
+    /// directly, as `start` does.
+    pub async fn start_with_env(count: u64, extra: &[&str], env: &[(String, String)]) -> anyhow::Result<TestCluster> {
         let dir = tempfile::tempdir()?;
         let token = format!("test-{}", std::process::id());
         let file = plan_cluster(dir.path(), count, 0, token)?;
         let mut args: Vec<String> = FAST_TIMING.iter().map(|arg| arg.to_string()).collect();
         args.extend(extra.iter().map(|arg| arg.to_string()));
-        let mut cluster = LocalCluster::new(cairn_binary()?, file, dir.path().join("logs"), args);
+        let binary = if env.is_empty() {
+            cairn_binary()?
+        } else {
+            env_wrapper(dir.path(), &cairn_binary()?, env)?
+        };
+        let mut cluster = LocalCluster::new(binary, file, dir.path().join("logs"), args);
         cluster.start_all()?;
         let test_cluster = TestCluster { cluster, dir };
         test_cluster.leader().await?;
@@ -77,7 +94,20 @@ impl TestCluster {
         memory_limit: &str,
         worker_extra: &[&str],
     ) -> anyhow::Result<TestCluster> {
-        let mut test_cluster = TestCluster::start(schedulers, &["--worker-timeout-ms", "3000"]).await?;
+        TestCluster::start_with_workers_and_env(schedulers, workers, memory_limit, worker_extra, &[]).await
+    }
+
+    /// [`TestCluster::start_with_workers`] with extra environment variables for every
+    /// process (e.g. the `AWS_*` configuration of remote data for the workers); see
+    /// [`TestCluster::start_with_env`].
+    pub async fn start_with_workers_and_env(
+        schedulers: u64,
+        workers: u64,
+        memory_limit: &str,
+        worker_extra: &[&str],
+        env: &[(String, String)],
+    ) -> anyhow::Result<TestCluster> {
+        let mut test_cluster = TestCluster::start_with_env(schedulers, &["--worker-timeout-ms", "3000"], env).await?;
         let dir = test_cluster.dir.path().to_path_buf();
         plan_workers(&mut test_cluster.cluster.file, &dir, workers, 0, memory_limit)?;
         let mut args = vec!["--heartbeat-ms".to_string(), "200".to_string()];
@@ -196,6 +226,28 @@ impl Drop for TestCluster {
             eprintln!("cluster data and logs kept in {}", self.dir.path().display());
         }
     }
+}
+
+/// Writes `dir/cairn-with-env`, a `/bin/sh` script that runs `binary` with `env`
+/// added to its environment (`exec env NAME=value … binary "$@"`: the same pid).
+fn env_wrapper(dir: &std::path::Path, binary: &std::path::Path, env: &[(String, String)]) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "'\\''"));
+    let mut script = String::from("#!/bin/sh\nexec env");
+    for (name, value) in env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            bail!("invalid environment variable name {name:?}");
+        }
+        script.push(' ');
+        script.push_str(&quote(&format!("{name}={value}")));
+    }
+    script.push(' ');
+    script.push_str(&quote(&binary.to_string_lossy()));
+    script.push_str(" \"$@\"\n");
+    let path = dir.join("cairn-with-env");
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
 }
 
 /// A process's standard output and error, as text.

@@ -42,9 +42,10 @@
 //! |---|---|---|
 //! | `inc` | `x: int or data` | an int: a `value` batch holding `x + 1`; data: `x` with 1 added to every numeric column |
 //! | `sleep` | `x: any, ms: int` | waits `ms` milliseconds (cancellable, checked every 10 ms), then returns `x` (a literal as a `value` batch, a list of data concatenated) |
-//! | `read_csv` | `path: str, start: int?, end: int?` | the lines of the CSV file that start in the byte range `[start, end)` (default: the whole file); see [`io`] |
-//! | `read_parquet` | `path: str, row_group: int?` | one row group of a Parquet file, or all of them |
-//! | `read_arrow` | `path: str, batch: int?` | one record batch of an Arrow IPC file, or all of them concatenated |
+//! | `read_csv` | `path: str, start: int?, end: int?` | the lines of the CSV file that start in the byte range `[start, end)` (default: the whole file); `path` is a local path or an `s3://`, `http(s)://` URL, read by byte range; see [`io`] |
+//! | `read_parquet` | `path: str, row_group: int?` | one row group of a Parquet file, or all of them (a remote one: its footer and those column chunks only) |
+//! | `read_arrow` | `path: str, batch: int?` | one record batch of an Arrow IPC file, or all of them concatenated (a remote one: its footer and those batches only) |
+//! | `read_netcdf` | `path: str, variable: str, dim: str?, start: int?, end: int?` | indexes `[start, end)` (default: all) along `dim` (default: the unlimited dimension, else `time`, else the first) of a NetCDF variable, as a gridded chunk ([`cairn_client::grid`]); a local or mounted path |
 //! | `filter` | `x: data, predicate: str` | the rows of `x` where the [`cairn_client::Expr`] (JSON) is true (null drops the row) |
 //! | `with_columns` | `x: data, exprs: str` | `x` with columns added or replaced: named expressions as JSON ([`cairn_client::named_exprs_to_json`]), each evaluated on `x` |
 //! | `select` | `x: data, columns: str` | the named columns of `x`, in that order (comma-separated or a JSON list) |
@@ -59,6 +60,13 @@
 //! | `concat` | `parts: data…` | the parts one after another (same column names and types) |
 //! | `head` | `x: data, n: int` | the first `n` rows |
 //! | `slice` | `x: data, offset: int, length: int` | `length` rows from `offset` (clamped to the rows there are) |
+//! | `grid_binary` | `a: data, b: data, op: str, name: str?` | two aligned gridded chunks (same grid, same row coordinates) cell by cell: `add sub mul div pow hypot atan2 min max` (`atan2(a, b)`: `a` as y, radians); variable `name` (default `<op>_<a>_<b>`); `Float32` if both are; a null on either side gives null |
+//! | `grid_map` | `x: data, op: str, value: number?, name: str?` | a function of each value of a gridded chunk: with `value` `add sub rsub mul div pow mod` (`rsub`: value − x; `mod`: Euclidean, in `[0, value)`), without `neg abs sqrt exp log degrees radians` |
+//! | `grid_sel` | `x: data, dim: str, lo: number, hi: number` | the rows (row dimension) or indexes (inner dimension) of a gridded chunk whose coordinate is within `[lo, hi]` |
+//! | `grid_partial` | `x: data, stats: str?` | the 1-row partial state of a reduction along the row dimension, per grid cell: `stats` `moments` (default: count, mean, m2), `minmax` or `all` (layout in `grid_reduce.rs`) |
+//! | `grid_combine` | `parts: data…` | partial states of the same stats on aligned grids combined (Chan et al.) |
+//! | `grid_finalize` | `part: data, stat: str, ddof: int?` | a 1-row gridded chunk (`Float64`, coordinate the middle of the rows' range): `count mean var std min max sum` per cell, nulls skipped; `cell_methods` and `units` updated |
+//! | `regrid` | `x: data, lats: str, lons: str` | each row bilinearly interpolated onto target latitudes/longitudes (JSON arrays or `start:stop:step`); longitudes wrap; outside the source grid is null |
 //!
 //! "Numeric" means Arrow's integer and float types; other columns pass through the
 //! element-wise operations unchanged and are left out of the reductions.
@@ -73,9 +81,15 @@
 //! - `expr_eval.rs`: evaluating a [`cairn_client::Expr`] with Arrow kernels.
 //! - `primitives.rs`: `inc`, `sleep`.
 //! - [`io`]: `read_csv`, `read_parquet`, `read_arrow`.
+//! - `netcdf.rs`: `read_netcdf`.
 //! - `elementwise.rs`: `filter`, `with_columns`, `binary`, `binary_scalar`.
 //! - `reduce.rs`: `agg_partial`, `agg_combine`, `agg_finalize`, `sum`, `count`, `min`, `max`.
 //! - `shape.rs`: `select`, `concat`, `head`, `slice`.
+//! - `grid.rs`: gridded chunks ([`cairn_client::grid`]): `grid_binary`, `grid_map`,
+//!   `grid_sel`, and the helpers the gridded operations share.
+//! - `grid_reduce.rs`: `grid_partial`, `grid_combine`, `grid_finalize` (and the
+//!   partial state's layout).
+//! - `regrid.rs`: `regrid`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -88,10 +102,14 @@ mod batch;
 mod elementwise;
 pub mod error;
 mod expr_eval;
+mod grid;
+mod grid_reduce;
 pub mod io;
+mod netcdf;
 mod primitives;
 mod reduce;
 pub mod registry;
+mod regrid;
 mod shape;
 
 pub use batch::VALUE_COLUMN;

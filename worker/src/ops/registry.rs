@@ -9,7 +9,10 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use cairn_client::{Literal, OpSignature, ParamKind, ParamSpec};
 
-use super::{elementwise, io, primitives, reduce, shape, OpContext, OpError, OpValue, Operation};
+use super::{
+    elementwise, grid, grid_reduce, io, netcdf, primitives, reduce, regrid, shape, OpContext, OpError, OpValue,
+    Operation,
+};
 
 /// The operations a worker can run, by name.
 ///
@@ -56,9 +59,13 @@ impl OpRegistry {
         let families = [
             primitives::builtins(),
             io::builtins(),
+            netcdf::builtins(),
             elementwise::builtins(),
             reduce::builtins(),
             shape::builtins(),
+            grid::builtins(),
+            grid_reduce::builtins(),
+            regrid::builtins(),
         ];
         for operation in families.into_iter().flatten() {
             let name = operation.name;
@@ -284,9 +291,13 @@ mod tests {
         let families = [
             primitives::builtins(),
             io::builtins(),
+            netcdf::builtins(),
             elementwise::builtins(),
             reduce::builtins(),
             shape::builtins(),
+            grid::builtins(),
+            grid_reduce::builtins(),
+            regrid::builtins(),
         ];
         let mut names = BTreeSet::new();
         for operation in families.into_iter().flatten() {
@@ -302,6 +313,12 @@ mod tests {
             "concat",
             "count",
             "filter",
+            "grid_binary",
+            "grid_combine",
+            "grid_finalize",
+            "grid_map",
+            "grid_partial",
+            "grid_sel",
             "head",
             "inc",
             "max",
@@ -309,6 +326,7 @@ mod tests {
             "read_arrow",
             "read_csv",
             "read_parquet",
+            "regrid",
             "select",
             "sleep",
             "slice",
