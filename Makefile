@@ -50,7 +50,8 @@ fix:
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
-## Benchmarks that print figures, with Dask distributed side by side (see BENCHMARKS.md).
+## Benchmarks that print figures, with Dask distributed side by side (see BENCHMARKS.md);
+## the seeds row writes 1 GiB of NetCDF seed data under the target dir once.
 ## Dask runs from a virtual environment that scripts/bench-venv makes once under the
 ## target dir.
 bench: setup
@@ -60,6 +61,8 @@ bench: setup
 	$(CARGO) run --release -p cairn-cli -- bench failover --trials 10
 	$(CARGO) run --release -p cairn-cli -- bench data --gib 1 --memory-limit 256MiB
 	PY=$$(scripts/bench-venv) && $(CARGO) run --release -p cairn-cli -- bench tasks --compare-dask "$$PY"
+	$(CARGO) build --release -p cairn-cli -p cairn-client --bins --examples
+	PY=$$(scripts/bench-venv) && $(TARGET_DIR)/release/cairn bench seeds --data $(TARGET_DIR)/seed-data --size 1GiB --compare-dask "$$PY"
 
 clean:
 	$(CARGO) clean

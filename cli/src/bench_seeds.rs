@@ -142,9 +142,7 @@ async fn measure_cairn(
         println!("cairn: wind_variance run {run}: {seconds:.3} s");
         wind.push(seconds);
         let mut args = common.clone();
-        args.extend(
-            ["--params", REGRID_PARAMS, "--lats", TARGET_LATS, "--lons", TARGET_LONS].map(str::to_string),
-        );
+        args.extend(["--params", REGRID_PARAMS, "--lats", TARGET_LATS, "--lons", TARGET_LONS].map(str::to_string));
         let seconds = run_example(&examples.join("regrid"), &args).await?;
         println!("cairn: regrid ({REGRID_PARAMS}) run {run}: {seconds:.3} s");
         regrid.push(seconds);
@@ -206,7 +204,12 @@ pub async fn run(options: SeedsBenchOptions) -> anyhow::Result<()> {
     let (Some(python), Some(script)) = (&options.compare_dask, script) else {
         return Ok(());
     };
-    println!("dask: {} {} (2 worker processes x {} thread(s))", python.display(), script.display(), options.threads);
+    println!(
+        "dask: {} {} (2 worker processes x {} thread(s))",
+        python.display(),
+        script.display(),
+        options.threads
+    );
     let mut command = tokio::process::Command::new(python);
     command
         .arg(&script)
@@ -214,8 +217,20 @@ pub async fn run(options: SeedsBenchOptions) -> anyhow::Result<()> {
         .args(["--cairn-out", &out.to_string_lossy()])
         .args(["--cairn-wind-seconds", &format!("{wind:.6}")])
         .args(["--cairn-regrid-seconds", &format!("{regrid:.6}")])
-        .args(["--workers", &WORKERS.to_string(), "--threads", &options.threads.to_string()])
-        .args(["--lats", TARGET_LATS, "--lons", TARGET_LONS, "--regrid-params", REGRID_PARAMS])
+        .args([
+            "--workers",
+            &WORKERS.to_string(),
+            "--threads",
+            &options.threads.to_string(),
+        ])
+        .args([
+            "--lats",
+            TARGET_LATS,
+            "--lons",
+            TARGET_LONS,
+            "--regrid-params",
+            REGRID_PARAMS,
+        ])
         .args(["--repeat", &options.repeat.to_string()])
         .args(["--json", &dir.path().join("seeds.json").to_string_lossy()]);
     if let Some(rows) = options.chunk_rows {

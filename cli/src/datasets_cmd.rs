@@ -178,7 +178,8 @@ async fn get_view(
 
 /// Whether `--output` names a NetCDF file (`.nc`).
 fn is_netcdf(path: &Path) -> bool {
-    path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("nc"))
+    path.extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("nc"))
 }
 
 /// Writes gridded batches as a NetCDF file (off the async threads); the rows written.
@@ -226,7 +227,11 @@ async fn get_collection(
         if json {
             println!("{}", json!({"name": collection.name(), "output": path, "rows": rows}));
         } else {
-            println!("wrote {rows} rows of {} to {} (NetCDF)", collection.name(), path.display());
+            println!(
+                "wrote {rows} rows of {} to {} (NetCDF)",
+                collection.name(),
+                path.display()
+            );
         }
         return Ok(());
     }

@@ -96,7 +96,8 @@ const PARAMETERS: [Parameter; 4] = [
         units: "Pa",
         long_name: "Air pressure at mean sea level",
         field: |hour, lat, lon, noise| {
-            101_325.0 + 1_500.0 * (3.0 * lat.to_radians()).cos() * (lon.to_radians() * 2.0 - hour / 30.0).sin()
+            101_325.0
+                + 1_500.0 * (3.0 * lat.to_radians()).cos() * (lon.to_radians() * 2.0 - hour / 30.0).sin()
                 + 50.0 * noise
         },
     },
@@ -117,13 +118,18 @@ fn write_parameter(
     meta.attrs.insert("units".into(), text(parameter.units));
     meta.attrs.insert("long_name".into(), text(parameter.long_name));
     meta.attrs.insert("grid_mapping".into(), text("latitude_longitude"));
-    meta.row_attrs.insert("units".into(), text("hours since 2026-11-01 00:00:00"));
+    meta.row_attrs
+        .insert("units".into(), text("hours since 2026-11-01 00:00:00"));
     meta.row_attrs.insert("standard_name".into(), text("time"));
     meta.row_attrs.insert("calendar".into(), text("gregorian"));
     meta.row_attrs.insert("axis".into(), text("T"));
     meta.global_attrs.insert("Conventions".into(), text("CF-1.7"));
-    meta.global_attrs.insert("title".into(), text("Cairn seed data: a synthetic global model run"));
-    meta.global_attrs.insert("source".into(), text("cairn seed-data (deterministic synthetic fields)"));
+    meta.global_attrs
+        .insert("title".into(), text("Cairn seed data: a synthetic global model run"));
+    meta.global_attrs.insert(
+        "source".into(),
+        text("cairn seed-data (deterministic synthetic fields)"),
+    );
     let cells = lat.len() * lon.len();
     let param_seed = seed.wrapping_add(parameter.name.len() as u64 * 1_000_003 + parameter.name.as_bytes()[0] as u64);
     let mut values = Vec::with_capacity(hours * cells);

@@ -27,7 +27,12 @@ fn count_negative(texts: &[String]) -> usize {
     texts
         .iter()
         .flat_map(|text| text.lines().skip(1))
-        .filter(|line| line.split(',').nth(2).and_then(|b| b.parse::<i64>().ok()).is_some_and(|b| b < 0))
+        .filter(|line| {
+            line.split(',')
+                .nth(2)
+                .and_then(|b| b.parse::<i64>().ok())
+                .is_some_and(|b| b < 0)
+        })
         .count()
 }
 
@@ -58,7 +63,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("{}/accounts.*.csv", dir.display())
         }
     };
-    let blocksize = args.get("blocksize").map(str::parse).transpose()?.unwrap_or(DEFAULT_BLOCKSIZE);
+    let blocksize = args
+        .get("blocksize")
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or(DEFAULT_BLOCKSIZE);
     let replicas = args.get("replicas").map(str::parse).transpose()?.unwrap_or(1);
 
     // The first client: df = dd.read_csv(...); df2 = df[df.balance < 0]; persist; publish.
@@ -82,7 +91,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reader = Client::connect(args.cluster()).await?;
     let names = reader.list_datasets().await?;
     println!("datasets: {names:?}");
-    check(names.iter().any(|name| name == "negative_accounts"), "the second client lists negative_accounts");
+    check(
+        names.iter().any(|name| name == "negative_accounts"),
+        "the second client lists negative_accounts",
+    );
     let dataset = reader.get_dataset("negative_accounts").await?;
     let Content::Collection(collection) = &dataset.content else {
         return Err("negative_accounts is not a persisted collection".into());
@@ -99,7 +111,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let expected = count_negative(&read_texts(&pattern)?);
     println!("{rows} accounts with a negative balance (direct count from the files: {expected})");
-    check(rows == expected && rows > 0, "the published rows are the negative balances of the files");
+    check(
+        rows == expected && rows > 0,
+        "the published rows are the negative balances of the files",
+    );
     check(all_negative, "every published balance is negative");
     Ok(())
 }

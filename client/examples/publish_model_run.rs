@@ -52,7 +52,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|name| name.starts_with(PREFIX))
         .collect();
-    println!("\n{:<36} {:<8} {:<28} {:<18} {}", "dataset", "units", "dims", "shape", "standard_name");
+    println!(
+        "\n{:<36} {:<8} {:<28} {:<18} standard_name",
+        "dataset", "units", "dims", "shape"
+    );
     for name in &published {
         let info = explorer.dataset_info(name).await?;
         let attribute = |key: &str| info.attributes.get(key).cloned().unwrap_or_default();

@@ -42,7 +42,10 @@ fn bracket(coords: &[f64], x: f64) -> Option<(usize, f64)> {
     if x < coords[0] || x > coords[last] {
         return None;
     }
-    let i = coords.partition_point(|c| *c <= x).saturating_sub(1).min(last.saturating_sub(1));
+    let i = coords
+        .partition_point(|c| *c <= x)
+        .saturating_sub(1)
+        .min(last.saturating_sub(1));
     if last == 0 {
         return Some((0, 0.0));
     }
@@ -52,7 +55,9 @@ fn bracket(coords: &[f64], x: f64) -> Option<(usize, f64)> {
 /// Direct bilinear interpolation of one field (lat-major) at (lat, lon), the source
 /// longitudes global (0..360 with a regular step).
 fn bilinear(field: &[f64], lats: &[f64], lons: &[f64], lat: f64, lon: f64) -> f64 {
-    let Some((i, wy)) = bracket(lats, lat) else { return f64::NAN };
+    let Some((i, wy)) = bracket(lats, lat) else {
+        return f64::NAN;
+    };
     let n = lons.len();
     let x = (lon - lons[0]).rem_euclid(360.0) + lons[0];
     // Columns j and j + 1 (wrapping past the last column to the first, at +360°).
@@ -110,13 +115,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             (first, last)
         }
-        None => sources.iter().fold((f64::NEG_INFINITY, f64::INFINITY), |(first, last), (source, _)| {
-            let coord = source.row_coord();
-            (
-                first.max(coord.first().copied().unwrap_or(f64::NAN)),
-                last.min(coord.last().copied().unwrap_or(f64::NAN)),
-            )
-        }),
+        None => sources
+            .iter()
+            .fold((f64::NEG_INFINITY, f64::INFINITY), |(first, last), (source, _)| {
+                let coord = source.row_coord();
+                (
+                    first.max(coord.first().copied().unwrap_or(f64::NAN)),
+                    last.min(coord.last().copied().unwrap_or(f64::NAN)),
+                )
+            }),
     };
     let mut regridded = Vec::new();
     let mut patterns = Vec::new();
@@ -136,7 +143,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Rejoined: every parameter's chunks come back in order.
     let grids: Vec<Grid> = futures::future::try_join_all(regridded.iter().map(|grid| grid.compute())).await?;
     let elapsed = started.elapsed();
-    println!("regridded {} parameters on the cluster in {:.3} s", params.len(), elapsed.as_secs_f64());
+    println!(
+        "regridded {} parameters on the cluster in {:.3} s",
+        params.len(),
+        elapsed.as_secs_f64()
+    );
     println!("elapsed_seconds {:.6}", elapsed.as_secs_f64());
 
     let path = common::output_path(&args, "regridded.nc");
@@ -149,8 +160,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let header = cairn_client::netcdf_io::inspect(&common::files(pattern)[0], param, None)?;
             let (src_lats, src_lons) = header.meta.lat_lon()?;
             let (coord, all_values, cells) = common::read_direct(pattern, param)?;
-            let kept: Vec<usize> = (0..coord.len()).filter(|&row| coord[row] >= first && coord[row] <= last).collect();
-            let values: Vec<f64> = kept.iter().flat_map(|&row| all_values[row * cells..(row + 1) * cells].iter().copied()).collect();
+            let kept: Vec<usize> = (0..coord.len())
+                .filter(|&row| coord[row] >= first && coord[row] <= last)
+                .collect();
+            let values: Vec<f64> = kept
+                .iter()
+                .flat_map(|&row| all_values[row * cells..(row + 1) * cells].iter().copied())
+                .collect();
             let rows = kept.len();
             let target = lats.len() * lons.len();
             let mut worst: f64 = 0.0;
@@ -158,10 +174,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for row in 0..rows {
                 let field = &values[row * cells..(row + 1) * cells];
                 for point in (row % 37..target).step_by(37) {
-                    let expected = bilinear(field, &src_lats.values, &src_lons.values, lats[point / lons.len()], lons[point % lons.len()]);
+                    let expected = bilinear(
+                        field,
+                        &src_lats.values,
+                        &src_lons.values,
+                        lats[point / lons.len()],
+                        lons[point % lons.len()],
+                    );
                     let got = grid.values()[row * target + point];
                     let difference = if expected.is_nan() || got.is_nan() {
-                        if expected.is_nan() == got.is_nan() { 0.0 } else { f64::INFINITY }
+                        if expected.is_nan() == got.is_nan() {
+                            0.0
+                        } else {
+                            f64::INFINITY
+                        }
                     } else {
                         (got - expected).abs() / expected.abs().max(1.0)
                     };
@@ -170,7 +196,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             println!("{param}: {checked} regridded points vs direct bilinear: largest relative difference {worst:.2e}");
-            check(worst < 1e-5, &format!("{param} regridded equals the direct interpolation"));
+            check(
+                worst < 1e-5,
+                &format!("{param} regridded equals the direct interpolation"),
+            );
         }
     }
     Ok(())

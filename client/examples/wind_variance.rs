@@ -41,7 +41,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         u.shape(),
         u.npartitions(),
         u.value_type(),
-        u.meta().attrs.get("units").map(|units| units.display()).unwrap_or_default()
+        u.meta()
+            .attrs
+            .get("units")
+            .map(|units| units.display())
+            .unwrap_or_default()
     );
     // Mathematics: speed, and the direction the wind blows from (degrees).
     let speed = u.hypot(&v, "wind_speed")?;
@@ -61,7 +65,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "variance of {name} over time: shape {:?}, min {min:.4}, mean {mean:.4}, max {max:.4} ({})",
             grid.shape(),
-            grid.meta().attrs.get("cell_methods").map(|m| m.display()).unwrap_or_default()
+            grid.meta()
+                .attrs
+                .get("cell_methods")
+                .map(|m| m.display())
+                .unwrap_or_default()
         );
         let path = common::output_path(&args, &format!("{name}_variance.nc"));
         grid.to_netcdf(&path)?;
@@ -86,8 +94,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (worst, differing) = compare(speed_var.values(), &variance_per_cell(&speed_direct, cells), 1e-6);
         println!("wind_speed variance vs direct: largest relative difference {worst:.2e}, {differing} cells differ");
         check(differing == 0, "wind speed variance equals the direct computation");
-        let (worst, differing) = compare(direction_var.values(), &variance_per_cell(&direction_direct, cells), 1e-6);
-        println!("wind_from_direction variance vs direct: largest relative difference {worst:.2e}, {differing} cells differ");
+        // The workers' f32 atan2 is a fast polynomial within 2 ulps of libm's, hence a
+        // looser tolerance than for the speed.
+        let (worst, differing) = compare(
+            direction_var.values(),
+            &variance_per_cell(&direction_direct, cells),
+            1e-5,
+        );
+        println!(
+            "wind_from_direction variance vs direct: largest relative difference {worst:.2e}, {differing} cells differ"
+        );
         check(differing == 0, "wind direction variance equals the direct computation");
     }
     Ok(())

@@ -422,7 +422,7 @@ impl fmt::Display for CastType {
 /// Why a text is not an [`Expr`] (or not a list of named expressions).
 ///
 /// ```
-/// let error = cairn_client::Expr::from_json(r#"{"column": 3}"#).unwrap_err();
+/// let error = cairn_client::Expr::from_json(r#"{"column": 3}"#).expect_err("an error");
 /// assert_eq!(error.to_string(), "malformed expression at $.column: expected a string, found 3");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -40,9 +40,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, PrimitiveArray, RecordBatch,
-};
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, PrimitiveArray, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Float32Type, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
@@ -317,7 +315,7 @@ impl GridMeta {
     /// use cairn_client::grid::{Coord, GridMeta};
     /// let a = GridMeta::new("u", "time", vec![Coord::new("lat", vec![0.0, 1.0])]);
     /// let b = GridMeta::new("v", "time", vec![Coord::new("lat", vec![0.0, 2.0])]);
-    /// let error = a.check_aligned(&b).unwrap_err();
+    /// let error = a.check_aligned(&b).expect_err("an error");
     /// assert!(error.to_string().contains("lat[1] is 1 in u but 2 in v"), "{error}");
     /// ```
     pub fn check_aligned(&self, other: &GridMeta) -> Result<(), GridError> {
@@ -405,7 +403,8 @@ impl GridMeta {
     /// assert!(cairn_client::grid::GridMeta::from_json("{}").is_err());
     /// ```
     pub fn from_json(json: &str) -> Result<GridMeta, GridError> {
-        serde_json::from_str(json).map_err(|error| grid_error(format!("malformed {GRID_METADATA_KEY} metadata: {error}")))
+        serde_json::from_str(json)
+            .map_err(|error| grid_error(format!("malformed {GRID_METADATA_KEY} metadata: {error}")))
     }
 
     /// The grid of a schema, if it has one.
@@ -415,7 +414,10 @@ impl GridMeta {
     /// assert!(cairn_client::grid::GridMeta::of_schema(&schema).is_none());
     /// ```
     pub fn of_schema(schema: &Schema) -> Option<Result<GridMeta, GridError>> {
-        schema.metadata().get(GRID_METADATA_KEY).map(|json| GridMeta::from_json(json))
+        schema
+            .metadata()
+            .get(GRID_METADATA_KEY)
+            .map(|json| GridMeta::from_json(json))
     }
 
     /// The schema of this grid's chunks, with values of `value_type` (`Float32` or
@@ -484,7 +486,8 @@ impl GridMeta {
         }
         let schema = self.schema(&T::DATA_TYPE);
         let item = Arc::new(Field::new("item", T::DATA_TYPE, true));
-        let size = i32::try_from(cells).map_err(|_| grid_error(format!("{}: too many cells per row", self.variable)))?;
+        let size =
+            i32::try_from(cells).map_err(|_| grid_error(format!("{}: too many cells per row", self.variable)))?;
         let list = FixedSizeListArray::try_new(item, size, Arc::new(values), None)
             .map_err(|error| grid_error(format!("{}: {error}", self.variable)))?;
         let columns: Vec<ArrayRef> = vec![Arc::new(Float64Array::from(coord.to_vec())), Arc::new(list)];
@@ -509,12 +512,14 @@ impl<'a> GridBatch<'a> {
     ///
     /// ```
     /// let batch = arrow::array::RecordBatch::new_empty(std::sync::Arc::new(arrow::datatypes::Schema::empty()));
-    /// let error = cairn_client::grid::GridBatch::new(&batch).unwrap_err();
+    /// let error = cairn_client::grid::GridBatch::new(&batch).expect_err("an error");
     /// assert!(error.to_string().contains("not gridded"));
     /// ```
     pub fn new(batch: &'a RecordBatch) -> Result<GridBatch<'a>, GridError> {
         let meta = GridMeta::of_schema(batch.schema_ref()).ok_or_else(|| {
-            grid_error(format!("the data is not gridded: its schema has no {GRID_METADATA_KEY} metadata"))
+            grid_error(format!(
+                "the data is not gridded: its schema has no {GRID_METADATA_KEY} metadata"
+            ))
         })??;
         if batch.num_columns() != 2 {
             return Err(grid_error(format!(
@@ -524,7 +529,10 @@ impl<'a> GridBatch<'a> {
             )));
         }
         if batch.column(0).as_any().downcast_ref::<Float64Array>().is_none() {
-            return Err(grid_error(format!("{}: the coordinate column is not Float64", meta.variable)));
+            return Err(grid_error(format!(
+                "{}: the coordinate column is not Float64",
+                meta.variable
+            )));
         }
         let list = batch
             .column(1)

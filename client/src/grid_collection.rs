@@ -82,17 +82,7 @@ impl From<GridError> for Error {
 /// or mounted path" error).
 fn local_files(pattern: &str) -> Result<Vec<PathBuf>, Error> {
     netcdf_io::refuse_remote(Path::new(pattern))?;
-    let mut paths: Vec<PathBuf> = glob::glob(pattern)
-        .map_err(|error| invalid(format!("invalid path pattern {pattern:?}: {error}")))?
-        .filter_map(Result::ok)
-        .filter(|path| path.is_file())
-        .map(|path| std::path::absolute(&path).unwrap_or(path))
-        .collect();
-    if paths.is_empty() {
-        return Err(invalid(format!("no file matches {pattern:?}")));
-    }
-    paths.sort();
-    Ok(paths)
+    crate::lazy::expand(pattern)
 }
 
 impl Client {
@@ -137,7 +127,9 @@ impl Client {
             let first = |header: &netcdf_io::VariableHeader| header.row_coord.first().copied().unwrap_or(f64::NAN);
             first(&a.1).total_cmp(&first(&b.1)).then_with(|| a.0.cmp(&b.0))
         });
-        let (first_path, first) = files.first().ok_or_else(|| invalid(format!("no file matches {pattern:?}")))?;
+        let (first_path, first) = files
+            .first()
+            .ok_or_else(|| invalid(format!("no file matches {pattern:?}")))?;
         for (path, header) in &files[1..] {
             first.meta.check_aligned(&header.meta).map_err(|error| {
                 invalid(format!(
@@ -356,7 +348,12 @@ impl GridCollection {
         let lazy = self.map_tasks(|partition| {
             Delayed::new(
                 "grid_map",
-                [partition.clone(), TaskArg::from(op), value_arg.clone(), name_arg.clone()],
+                [
+                    partition.clone(),
+                    TaskArg::from(op),
+                    value_arg.clone(),
+                    name_arg.clone(),
+                ],
             )
         });
         let mut meta = self.meta.clone();
@@ -381,7 +378,12 @@ impl GridCollection {
         let task = |partition: &TaskArg| {
             TaskArg::Task(Delayed::new(
                 "grid_sel",
-                [partition.clone(), TaskArg::from(dim), TaskArg::from(lo), TaskArg::from(hi)],
+                [
+                    partition.clone(),
+                    TaskArg::from(dim),
+                    TaskArg::from(lo),
+                    TaskArg::from(hi),
+                ],
             ))
         };
         let mut meta = self.meta.clone();
@@ -393,7 +395,11 @@ impl GridCollection {
                 if kept.is_empty() {
                     continue;
                 }
-                partitions.push(if kept.len() == coord.len() { partition.clone() } else { task(partition) });
+                partitions.push(if kept.len() == coord.len() {
+                    partition.clone()
+                } else {
+                    task(partition)
+                });
                 row_coords.push(kept);
             }
             let lazy = self.lazy.client().collection(partitions);
@@ -440,10 +446,12 @@ impl GridCollection {
             return Err(invalid("regrid needs at least one target latitude and one longitude"));
         }
         self.meta.lat_lon()?;
-        let (lat_arg, lon_arg) = (TaskArg::from(json_numbers(lats).as_str()), TaskArg::from(json_numbers(lons).as_str()));
-        let lazy = self.map_tasks(|partition| {
-            Delayed::new("regrid", [partition.clone(), lat_arg.clone(), lon_arg.clone()])
-        });
+        let (lat_arg, lon_arg) = (
+            TaskArg::from(json_numbers(lats).as_str()),
+            TaskArg::from(json_numbers(lons).as_str()),
+        );
+        let lazy =
+            self.map_tasks(|partition| Delayed::new("regrid", [partition.clone(), lat_arg.clone(), lon_arg.clone()]));
         let mut meta = self.meta.clone();
         let count = meta.inner.len();
         meta.inner[count - 2].values = lats.to_vec();
@@ -462,6 +470,18 @@ impl GridCollection {
     /// # Ok(()) }
     /// ```
     pub fn reduce(&self, stat: &str) -> Result<GridCollection, Error> {
+        self.reduce_with_ddof(stat, 0)
+    }
+
+    /// [`GridCollection::reduce`] with `ddof` for `var` and `std` (1 is the sample
+    /// variance, Iris's `VARIANCE` default).
+    ///
+    /// ```no_run
+    /// # async fn demo(speed: cairn_client::GridCollection) -> Result<(), cairn_client::Error> {
+    /// let sample_variance = speed.reduce_with_ddof("var", 1)?.compute().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reduce_with_ddof(&self, stat: &str, ddof: u32) -> Result<GridCollection, Error> {
         let stats = match stat {
             "mean" | "var" | "std" | "sum" | "count" => "moments",
             "min" | "max" => "minmax",
@@ -472,7 +492,10 @@ impl GridCollection {
             }
         };
         if self.npartitions() == 0 {
-            return Err(invalid(format!("{}: nothing to reduce (no partitions)", self.meta.variable)));
+            return Err(invalid(format!(
+                "{}: nothing to reduce (no partitions)",
+                self.meta.variable
+            )));
         }
         let partials: Vec<TaskArg> = self
             .lazy
@@ -481,7 +504,13 @@ impl GridCollection {
             .map(|partition| TaskArg::Task(Delayed::new("grid_partial", [partition.clone(), TaskArg::from(stats)])))
             .collect();
         let combined = LazyCollection::tree("grid_combine", partials);
-        let result = Delayed::new("grid_finalize", [TaskArg::Task(combined), TaskArg::from(stat)]);
+        let mut finalize = vec![TaskArg::Task(combined), TaskArg::from(stat)];
+        if matches!(stat, "var" | "std") {
+            finalize.push(TaskArg::from(i64::from(ddof)));
+        } else if ddof != 0 {
+            return Err(invalid(format!("ddof applies to var and std, not {stat}")));
+        }
+        let result = Delayed::new("grid_finalize", finalize);
         let coord = self.row_coord();
         let middle = match (coord.first(), coord.last()) {
             (Some(first), Some(last)) => vec![(first + last) / 2.0],
@@ -569,6 +598,6 @@ impl Grid {
 
     /// Writes the grid as a NetCDF-4 file, with its coordinates and attributes.
     pub fn to_netcdf(&self, path: &Path) -> Result<(), Error> {
-        Ok(netcdf_io::write(path, &[self.batches.clone()])?)
+        Ok(netcdf_io::write(path, std::slice::from_ref(&self.batches))?)
     }
 }

@@ -52,7 +52,7 @@ pub struct LazyCollection {
 /// Files matching `pattern` (a path or a glob), sorted; an error names the pattern.
 /// A remote pattern (`s3://…`, `http(s)://…`) is listed with [`remote::list`] and its
 /// URLs are kept as they are (a `PathBuf` holding the URL), for the workers to read.
-fn expand(pattern: &str) -> Result<Vec<PathBuf>, Error> {
+pub(crate) fn expand(pattern: &str) -> Result<Vec<PathBuf>, Error> {
     if remote::is_remote(pattern) {
         return Ok(expand_remote(pattern)?.into_iter().map(|(url, _size)| url).collect());
     }

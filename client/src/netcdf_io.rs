@@ -55,6 +55,55 @@ pub enum NetcdfError {
     Grid(#[from] GridError),
 }
 
+/// A job for the NetCDF thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The name of the one thread that calls libnetcdf in this process.
+const NETCDF_THREAD: &str = "cairn-netcdf";
+
+/// Runs `job` on the process's one NetCDF thread and waits for its result.
+///
+/// libnetcdf and HDF5 are not made for several threads: the `netcdf` crate serialises
+/// every call with a lock anyway, and HDF5 keeps per-thread state (its error printing
+/// is switched off only on the thread that initialised it, so calls from other
+/// threads print `HDF5-DIAG` noise). One thread loses no parallelism and keeps both
+/// libraries on the thread they expect. Nested calls run in place.
+fn on_netcdf_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    static JOBS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    if std::thread::current().name() == Some(NETCDF_THREAD) {
+        return job();
+    }
+    let jobs = JOBS.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name(NETCDF_THREAD.to_string())
+            .spawn(move || {
+                for job in receiver {
+                    // A panicking job (a bug) must not take the thread with it: its
+                    // caller sees the reply channel close and panics in its place.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!("cannot start the NetCDF thread: {error}");
+        }
+        std::sync::Mutex::new(sender)
+    });
+    let (reply, result) = std::sync::mpsc::sync_channel(1);
+    let boxed: Job = Box::new(move || {
+        let _ = reply.send(job());
+    });
+    let sent = jobs.lock().map(|sender| sender.send(boxed));
+    match sent {
+        Ok(Ok(())) => match result.recv() {
+            Ok(value) => value,
+            // The job panicked on the NetCDF thread (a bug): surface it here.
+            Err(_) => panic!("a NetCDF call panicked"),
+        },
+        _ => panic!("the NetCDF thread is gone"),
+    }
+}
+
 fn file_error(path: &Path, error: impl std::fmt::Display) -> NetcdfError {
     NetcdfError::File {
         path: path.to_path_buf(),
@@ -155,7 +204,13 @@ fn attr_value(value: netcdf::AttributeValue) -> AttrValue {
 
 /// Attributes that reading applies (packing, missing values) or that only libnetcdf
 /// uses; not kept in a [`GridMeta`].
-const APPLIED_ATTRS: [&str; 5] = ["_FillValue", "missing_value", "scale_factor", "add_offset", "_Netcdf4Dimid"];
+const APPLIED_ATTRS: [&str; 5] = [
+    "_FillValue",
+    "missing_value",
+    "scale_factor",
+    "add_offset",
+    "_Netcdf4Dimid",
+];
 
 fn attrs_of<'a>(attributes: impl Iterator<Item = netcdf::Attribute<'a>>) -> Attrs {
     attributes
@@ -222,14 +277,25 @@ fn default_row_dim(file: &netcdf::File, variable: &netcdf::Variable<'_>) -> Opti
 /// # Ok::<(), cairn_client::netcdf_io::NetcdfError>(())
 /// ```
 pub fn inspect(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<VariableHeader, NetcdfError> {
+    let (path, variable, row_dim) = (path.to_path_buf(), variable.to_string(), row_dim.map(str::to_string));
+    on_netcdf_thread(move || inspect_here(&path, &variable, row_dim.as_deref()))
+}
+
+fn inspect_here(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<VariableHeader, NetcdfError> {
     let file = open(path)?;
     let var = file.variable(variable).ok_or_else(|| {
         let names: Vec<String> = file.variables().map(|v| v.name()).collect();
-        content_error(path, format!("no variable {variable:?} (the file has: {})", names.join(", ")))
+        content_error(
+            path,
+            format!("no variable {variable:?} (the file has: {})", names.join(", ")),
+        )
     })?;
     let dims: Vec<(String, usize)> = var.dimensions().iter().map(|dim| (dim.name(), dim.len())).collect();
     if dims.is_empty() {
-        return Err(content_error(path, format!("{variable} is a scalar, not a gridded variable")));
+        return Err(content_error(
+            path,
+            format!("{variable} is a scalar, not a gridded variable"),
+        ));
     }
     let row_dim = match row_dim {
         Some(name) => {
@@ -237,7 +303,10 @@ pub fn inspect(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<Var
                 let names: Vec<&str> = dims.iter().map(|(dim, _)| dim.as_str()).collect();
                 return Err(content_error(
                     path,
-                    format!("{variable} has no dimension {name:?} (its dimensions: {})", names.join(", ")),
+                    format!(
+                        "{variable} has no dimension {name:?} (its dimensions: {})",
+                        names.join(", ")
+                    ),
                 ));
             }
             name.to_string()
@@ -247,7 +316,9 @@ pub fn inspect(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<Var
     let value_type = match var.vartype() {
         netcdf::types::NcVariableType::Float(netcdf::types::FloatType::F64) => DataType::Float64,
         netcdf::types::NcVariableType::Float(_) | netcdf::types::NcVariableType::Int(_) => {
-            if var.attribute("scale_factor").is_some_and(|a| matches!(a.value(), Ok(netcdf::AttributeValue::Double(_))))
+            if var
+                .attribute("scale_factor")
+                .is_some_and(|a| matches!(a.value(), Ok(netcdf::AttributeValue::Double(_))))
             {
                 DataType::Float64
             } else {
@@ -298,6 +369,11 @@ pub fn inspect(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<Var
 /// # Ok::<(), cairn_client::netcdf_io::NetcdfError>(())
 /// ```
 pub fn variables(path: &Path) -> Result<Vec<VariableSummary>, NetcdfError> {
+    let path = path.to_path_buf();
+    on_netcdf_thread(move || variables_here(&path))
+}
+
+fn variables_here(path: &Path) -> Result<Vec<VariableSummary>, NetcdfError> {
     let file = open(path)?;
     let dim_names: Vec<String> = file.dimensions().map(|dim| dim.name()).collect();
     Ok(file
@@ -334,7 +410,18 @@ pub fn read_rows(
     start: usize,
     end: usize,
 ) -> Result<RecordBatch, NetcdfError> {
-    let header = inspect(path, variable, row_dim)?;
+    let (path, variable, row_dim) = (path.to_path_buf(), variable.to_string(), row_dim.map(str::to_string));
+    on_netcdf_thread(move || read_rows_here(&path, &variable, row_dim.as_deref(), start, end))
+}
+
+fn read_rows_here(
+    path: &Path,
+    variable: &str,
+    row_dim: Option<&str>,
+    start: usize,
+    end: usize,
+) -> Result<RecordBatch, NetcdfError> {
+    let header = inspect_here(path, variable, row_dim)?;
     let total = header.rows();
     if start > end || end > total {
         return Err(content_error(
@@ -425,16 +512,15 @@ fn decode<T: Copy + Default>(
     from_f64: impl Fn(f64) -> T,
 ) -> (Vec<T>, Option<NullBuffer>) {
     let is_missing = |value: f64| {
-        let same = |marker: Option<f64>| marker.is_some_and(|marker| value == marker || (value.is_nan() && marker.is_nan()));
+        let same =
+            |marker: Option<f64>| marker.is_some_and(|marker| value == marker || (value.is_nan() && marker.is_nan()));
         same(fill) || same(missing)
     };
-    let nulls = if fill.is_some() || missing.is_some() {
+    // Most fields have no missing value: one scan without allocating first.
+    let any_missing = (fill.is_some() || missing.is_some()) && raw.iter().any(|v| is_missing(to_f64(*v)));
+    let nulls = if any_missing {
         let valid: Vec<bool> = raw.iter().map(|v| !is_missing(to_f64(*v))).collect();
-        if valid.iter().all(|v| *v) {
-            None
-        } else {
-            Some(NullBuffer::from(valid))
-        }
+        Some(NullBuffer::from(valid))
     } else {
         None
     };
@@ -450,11 +536,7 @@ fn decode<T: Copy + Default>(
 /// NetCDF's default fill for floats, written where a value is missing.
 const FILL: f64 = 9.969_209_968_386_869e36;
 
-fn put_attrs(
-    variable: &mut netcdf::VariableMut<'_>,
-    attrs: &Attrs,
-    path: &Path,
-) -> Result<(), NetcdfError> {
+fn put_attrs(variable: &mut netcdf::VariableMut<'_>, attrs: &Attrs, path: &Path) -> Result<(), NetcdfError> {
     for (name, value) in attrs {
         let result = match value {
             AttrValue::Text(text) => variable.put_attribute(name, text.as_str()).map(|_| ()),
@@ -477,6 +559,11 @@ fn put_attrs(
 /// # Ok(()) }
 /// ```
 pub fn write(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), NetcdfError> {
+    let (path, collections) = (path.to_path_buf(), collections.to_vec());
+    on_netcdf_thread(move || write_here(&path, &collections))
+}
+
+fn write_here(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), NetcdfError> {
     refuse_remote(path)?;
     let mut grids = Vec::new();
     for batches in collections {
@@ -493,7 +580,11 @@ pub fn write(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), Netcdf
         for dim in std::iter::once(&row).chain(meta.inner.iter()) {
             if let Some(existing) = written.iter().find(|c| c.name == dim.name) {
                 if existing.values.len() != dim.values.len()
-                    || existing.values.iter().zip(&dim.values).any(|(a, b)| (a - b).abs() > 1e-9 * a.abs().max(1.0))
+                    || existing
+                        .values
+                        .iter()
+                        .zip(&dim.values)
+                        .any(|(a, b)| (a - b).abs() > 1e-9 * a.abs().max(1.0))
                 {
                     return Err(content_error(
                         path,
@@ -534,7 +625,10 @@ pub fn write(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), Netcdf
             let mut variable = file.add_variable::<f32>(name, &dims).map_err(add_error)?;
             variable.set_fill_value(FILL as f32).map_err(add_error)?;
             put_attrs(&mut variable, &meta.attrs, path)?;
-            let data: Vec<f32> = ordered.iter().map(|v| if v.is_nan() { FILL as f32 } else { *v as f32 }).collect();
+            let data: Vec<f32> = ordered
+                .iter()
+                .map(|v| if v.is_nan() { FILL as f32 } else { *v as f32 })
+                .collect();
             variable.put_values(&data, ..).map_err(write_error)?;
         }
     }
@@ -547,7 +641,8 @@ pub fn write(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), Netcdf
             result.map_err(|error| file_error(path, format!("cannot write global attribute {name}: {error}")))?;
         }
     }
-    file.close().map_err(|error| file_error(path, format!("cannot close: {error}")))?;
+    file.close()
+        .map_err(|error| file_error(path, format!("cannot close: {error}")))?;
     Ok(())
 }
 
@@ -569,12 +664,18 @@ mod tests {
         let mut meta = GridMeta::new(
             "x_wind",
             "time",
-            vec![Coord::new("latitude", vec![-10.0, 0.0, 10.0]), Coord::new("longitude", vec![0.0, 90.0, 180.0, 270.0])],
+            vec![
+                Coord::new("latitude", vec![-10.0, 0.0, 10.0]),
+                Coord::new("longitude", vec![0.0, 90.0, 180.0, 270.0]),
+            ],
         );
         meta.attrs.insert("units".into(), AttrValue::from("m s-1"));
         meta.attrs.insert("standard_name".into(), AttrValue::from("x_wind"));
-        meta.row_attrs.insert("units".into(), AttrValue::from("hours since 2026-01-01 00:00:00"));
-        meta.inner[0].attrs.insert("units".into(), AttrValue::from("degrees_north"));
+        meta.row_attrs
+            .insert("units".into(), AttrValue::from("hours since 2026-01-01 00:00:00"));
+        meta.inner[0]
+            .attrs
+            .insert("units".into(), AttrValue::from("degrees_north"));
         meta.global_attrs.insert("title".into(), AttrValue::from("test"));
         meta
     }
@@ -584,7 +685,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("wind.nc");
         let meta = sample_meta();
-        let values: Vec<Option<f32>> = (0..24).map(|i| if i == 5 { None } else { Some(i as f32 * 0.5) }).collect();
+        let values: Vec<Option<f32>> = (0..24)
+            .map(|i| if i == 5 { None } else { Some(i as f32 * 0.5) })
+            .collect();
         let batch = meta.batch(&[0.0, 1.0], values).expect("batch");
         write(&path, &[vec![batch]]).expect("write");
 
@@ -613,7 +716,10 @@ mod tests {
         let by_lat = read_rows(&path, "x_wind", Some("latitude"), 1, 2).expect("read");
         let grid = GridBatch::new(&by_lat).expect("grid");
         assert_eq!(grid.meta().row_dim, "latitude");
-        assert_eq!(grid.meta().inner.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["time", "longitude"]);
+        assert_eq!(
+            grid.meta().inner.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["time", "longitude"]
+        );
         // latitude index 1: time 0 → values 4..8, time 1 → 16..20.
         assert_eq!(grid.values_f64(), vec![4.0, 5.0, 6.0, 7.0, 16.0, 17.0, 18.0, 19.0]);
         // Written back, it is the same file content.
@@ -621,7 +727,10 @@ mod tests {
         let all = read_rows(&path, "x_wind", Some("latitude"), 0, 3).expect("read");
         write(&out, &[vec![all]]).expect("write back");
         let again = read_rows(&out, "x_wind", Some("time"), 0, 2).expect("read back");
-        assert_eq!(GridBatch::new(&again).expect("grid").values_f64(), (0..24).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(
+            GridBatch::new(&again).expect("grid").values_f64(),
+            (0..24).map(f64::from).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -630,18 +739,31 @@ mod tests {
         let path = dir.path().join("wind.nc");
         let meta = sample_meta();
         write(&path, &[vec![meta.batch(&[0.0], vec![Some(1.0); 12]).expect("batch")]]).expect("write");
-        let error = inspect(&path, "y_wind", None).unwrap_err().to_string();
-        assert!(error.contains("no variable \"y_wind\"") && error.contains("x_wind"), "{error}");
-        let error = inspect(&path, "x_wind", Some("height")).unwrap_err().to_string();
+        let error = inspect(&path, "y_wind", None).expect_err("an error").to_string();
+        assert!(
+            error.contains("no variable \"y_wind\"") && error.contains("x_wind"),
+            "{error}"
+        );
+        let error = inspect(&path, "x_wind", Some("height"))
+            .expect_err("an error")
+            .to_string();
         assert!(error.contains("no dimension \"height\""), "{error}");
-        let error = read_rows(&path, "x_wind", None, 0, 5).unwrap_err().to_string();
+        let error = read_rows(&path, "x_wind", None, 0, 5)
+            .expect_err("an error")
+            .to_string();
         assert!(error.contains("rows 0..5"), "{error}");
-        let error = inspect("s3://bucket/x.nc".as_ref(), "x", None).unwrap_err().to_string();
+        let error = inspect("s3://bucket/x.nc".as_ref(), "x", None)
+            .expect_err("an error")
+            .to_string();
         assert!(error.contains("local or mounted path"), "{error}");
-        let error = inspect(&dir.path().join("none.nc"), "x", None).unwrap_err().to_string();
+        let error = inspect(&dir.path().join("none.nc"), "x", None)
+            .expect_err("an error")
+            .to_string();
         assert!(error.contains("no such file"), "{error}");
         std::fs::write(dir.path().join("bad.nc"), b"not netcdf").expect("write");
-        let error = inspect(&dir.path().join("bad.nc"), "x", None).unwrap_err().to_string();
+        let error = inspect(&dir.path().join("bad.nc"), "x", None)
+            .expect_err("an error")
+            .to_string();
         assert!(error.contains("cannot open as NetCDF"), "{error}");
     }
 }

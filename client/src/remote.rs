@@ -321,7 +321,7 @@ pub fn timeout() -> Duration {
 /// use object_store::memory::InMemory;
 ///
 /// remote::register_store("s3://in-memory-docs", Arc::new(InMemory::new()))?;
-/// let error = remote::size("s3://in-memory-docs/missing.csv").unwrap_err();
+/// let error = remote::size("s3://in-memory-docs/missing.csv").expect_err("an error");
 /// assert_eq!(error.kind(), remote::RemoteErrorKind::NotFound);
 /// # Ok::<(), remote::RemoteError>(())
 /// ```
@@ -675,7 +675,7 @@ impl RemoteObject {
     /// use cairn_client::remote::{RemoteErrorKind, RemoteObject};
     /// use object_store::{memory::InMemory, path::Path};
     ///
-    /// let error = RemoteObject::with_store(Arc::new(InMemory::new()), Path::from("x"), "mem://x").unwrap_err();
+    /// let error = RemoteObject::with_store(Arc::new(InMemory::new()), Path::from("x"), "mem://x").expect_err("an error");
     /// assert_eq!(error.kind(), RemoteErrorKind::NotFound);
     /// assert!(error.to_string().starts_with("mem://x: not found"));
     /// ```

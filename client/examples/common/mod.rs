@@ -38,7 +38,11 @@ impl Args {
 
     /// The value of `--name`, if given.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// The cluster's scheduler addresses.
@@ -58,14 +62,19 @@ impl Args {
 
 /// The files matching a glob, sorted.
 pub fn files(pattern: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = glob::glob(pattern).map(|paths| paths.filter_map(Result::ok).collect()).unwrap_or_default();
+    let mut files: Vec<PathBuf> = glob::glob(pattern)
+        .map(|paths| paths.filter_map(Result::ok).collect())
+        .unwrap_or_default();
     files.sort();
     files
 }
 
+/// An example's error.
+pub type BoxError = Box<dyn std::error::Error>;
+
 /// A variable read directly from its files (no cluster): the row coordinate and the
 /// values as `f64` (missing as NaN), files in the order of their first time.
-pub fn read_direct(pattern: &str, variable: &str) -> Result<(Vec<f64>, Vec<f64>, usize), Box<dyn std::error::Error>> {
+pub fn read_direct(pattern: &str, variable: &str) -> Result<(Vec<f64>, Vec<f64>, usize), BoxError> {
     let mut parts = Vec::new();
     for path in files(pattern) {
         let header = netcdf_io::inspect(&path, variable, None)?;

@@ -597,11 +597,20 @@ mod tests {
             matches!(&variadic_tail, GraphError::WrongArgument { param, found, .. } if param == "parts" && found == "bool")
         );
         let null = Arg::Literal(Literal::Null);
-        let optional_null = run(&[task("src", "inc", vec![int(1)]), task("x", "head", vec![on("src"), int(5), null.clone()])]);
+        let optional_null = run(&[
+            task("src", "inc", vec![int(1)]),
+            task("x", "head", vec![on("src"), int(5), null.clone()]),
+        ]);
         assert_eq!(optional_null, Ok(()), "an optional parameter may be given as null");
-        let required_null = run(&[task("src", "inc", vec![int(1)]), task("x", "head", vec![on("src"), null])])
-            .expect_err("null for a required parameter");
-        assert!(matches!(&required_null, GraphError::WrongArgument { found, .. } if found == "null"), "{required_null}");
+        let required_null = run(&[
+            task("src", "inc", vec![int(1)]),
+            task("x", "head", vec![on("src"), null]),
+        ])
+        .expect_err("null for a required parameter");
+        assert!(
+            matches!(&required_null, GraphError::WrongArgument { found, .. } if found == "null"),
+            "{required_null}"
+        );
         let bool_for_number = run(&[task("x", "scale", vec![Arg::Literal(Literal::Bool(true))])]).expect_err("bool");
         assert!(matches!(&bool_for_number, GraphError::WrongArgument { expected, .. } if expected == "number"));
         let int_for_bool = run(&[task("x", "scale", vec![int(1), int(1)])]).expect_err("int for bool");

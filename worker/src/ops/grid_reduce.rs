@@ -239,118 +239,145 @@ fn grid_partial(args: &Args<'_>, _context: &OpContext) -> Result<RecordBatch, Op
     state_batch(args, &state)
 }
 
+/// Cells reduced together: every row of a block of this many cells, so that the
+/// accumulators (a few arrays of this length) stay in cache while the rows stream by.
+const BLOCK: usize = 1024;
+
 /// Fills the empty `state` from `rows` rows of `values` (C order).
 fn accumulate<R: Real>(state: &mut State, values: &[R], nulls: Option<&NullBuffer>, rows: usize) {
     let cells = state.count.len();
-    if cells == 0 || rows == 0 {
+    if cells == 0 || rows == 0 || values.len() < rows * cells {
         return;
     }
     let nulls = nulls.filter(|nulls| nulls.null_count() > 0);
-    let Some(values) = values.get(..rows * cells) else {
-        return;
-    };
-    let mut mask = vec![false; cells];
     let moments = state.stats.moments();
     let minmax = state.stats.minmax();
+    let width = BLOCK.min(cells);
+    let mut mask = vec![false; width];
+    let mut sums = vec![0.0_f64; width];
+    let mut deviations = vec![0.0_f64; width];
+    let mut squares = vec![0.0_f64; width];
+    let mut low = vec![R::INFINITY; width];
+    let mut high = vec![-R::INFINITY; width];
+    for start in (0..cells).step_by(BLOCK) {
+        let end = cells.min(start + BLOCK);
+        let width = end - start;
+        let mask = &mut mask[..width];
+        let count = &mut state.count[start..end];
+        let row_values = |row: usize| &values[row * cells + start..row * cells + end];
 
-    // Pass 1: counts, sums (→ first means), extremes.
-    let mut sums = if moments { vec![0.0_f64; cells] } else { Vec::new() };
-    let mut low = if minmax { vec![R::INFINITY; cells] } else { Vec::new() };
-    let mut high = if minmax { vec![-R::INFINITY; cells] } else { Vec::new() };
-    let mut full_rows = 0_u32;
-    for (index, row) in values.chunks_exact(cells).enumerate() {
-        if row_mask(&mut mask, nulls, index * cells) {
-            let mask = &mask;
-            for (count, &ok) in state.count.iter_mut().zip(mask) {
-                *count += u32::from(ok);
-            }
-            if moments {
-                for ((sum, &value), &ok) in sums.iter_mut().zip(row).zip(mask) {
-                    *sum += if ok { value.to_f64() } else { 0.0 };
+        // Pass 1: counts, sums (→ first means), extremes.
+        let sums = &mut sums[..width];
+        let low = &mut low[..width];
+        let high = &mut high[..width];
+        sums.fill(0.0);
+        low.fill(R::INFINITY);
+        high.fill(-R::INFINITY);
+        let mut full_rows = 0_u32;
+        for row in 0..rows {
+            let row_values = row_values(row);
+            if row_mask(mask, nulls, row * cells + start) {
+                for (count, &ok) in count.iter_mut().zip(mask.iter()) {
+                    *count += u32::from(ok);
                 }
-            }
-            if minmax {
-                for (((low, high), &value), &ok) in low.iter_mut().zip(high.iter_mut()).zip(row).zip(mask) {
-                    if ok {
+                if moments {
+                    for ((sum, &value), &ok) in sums.iter_mut().zip(row_values).zip(mask.iter()) {
+                        *sum += if ok { value.to_f64() } else { 0.0 };
+                    }
+                }
+                if minmax {
+                    for (((low, high), &value), &ok) in
+                        low.iter_mut().zip(high.iter_mut()).zip(row_values).zip(mask.iter())
+                    {
+                        if ok {
+                            *low = nan_min(*low, value);
+                            *high = nan_max(*high, value);
+                        }
+                    }
+                }
+            } else {
+                full_rows += 1;
+                if moments {
+                    for (sum, &value) in sums.iter_mut().zip(row_values) {
+                        *sum += value.to_f64();
+                    }
+                }
+                if minmax {
+                    for ((low, high), &value) in low.iter_mut().zip(high.iter_mut()).zip(row_values) {
                         *low = nan_min(*low, value);
                         *high = nan_max(*high, value);
                     }
                 }
             }
-        } else {
-            full_rows += 1;
-            if moments {
-                for (sum, &value) in sums.iter_mut().zip(row) {
-                    *sum += value.to_f64();
-                }
+        }
+        for count in count.iter_mut() {
+            *count += full_rows;
+        }
+        if minmax {
+            for (target, value) in state.min[start..end].iter_mut().zip(low.iter()) {
+                *target = value.to_f64();
             }
-            if minmax {
-                for ((low, high), &value) in low.iter_mut().zip(high.iter_mut()).zip(row) {
-                    *low = nan_min(*low, value);
-                    *high = nan_max(*high, value);
-                }
+            for (target, value) in state.max[start..end].iter_mut().zip(high.iter()) {
+                *target = value.to_f64();
             }
         }
-    }
-    for count in &mut state.count {
-        *count += full_rows;
-    }
-    if minmax {
-        state.min = low.iter().map(|value| value.to_f64()).collect();
-        state.max = high.iter().map(|value| value.to_f64()).collect();
-    }
-    if !moments {
-        return;
-    }
-
-    // Pass 2: deviations from the first means; their sum corrects the mean.
-    let first_means: Vec<f64> = sums
-        .iter()
-        .zip(&state.count)
-        .map(|(&sum, &count)| if count > 0 { sum / f64::from(count) } else { 0.0 })
-        .collect();
-    let mut deviations = vec![0.0_f64; cells];
-    let mut squares = vec![0.0_f64; cells];
-    for (index, row) in values.chunks_exact(cells).enumerate() {
-        if row_mask(&mut mask, nulls, index * cells) {
-            let mask = &mask;
-            for ((((deviation, square), &mean), &value), &ok) in deviations
-                .iter_mut()
-                .zip(squares.iter_mut())
-                .zip(&first_means)
-                .zip(row)
-                .zip(mask)
-            {
-                let delta = if ok { value.to_f64() - mean } else { 0.0 };
-                *deviation += delta;
-                *square += delta * delta;
-            }
-        } else {
-            for (((deviation, square), &mean), &value) in
-                deviations.iter_mut().zip(squares.iter_mut()).zip(&first_means).zip(row)
-            {
-                let delta = value.to_f64() - mean;
-                *deviation += delta;
-                *square += delta * delta;
-            }
-        }
-    }
-    for cell in 0..cells {
-        let count = state.count[cell];
-        if count == 0 {
+        if !moments {
             continue;
         }
-        let n = f64::from(count);
-        let (deviation, square) = (deviations[cell], squares[cell]);
-        state.mean[cell] = first_means[cell] + deviation / n;
-        let m2 = square - deviation * deviation / n;
-        // Rounding can leave a tiny negative; NaN (from NaN data) stays.
-        state.m2[cell] = if m2 < 0.0 { 0.0 } else { m2 };
+
+        // Pass 2: deviations from the first means; their sum corrects the mean.
+        let first_means = sums;
+        for (mean, &count) in first_means.iter_mut().zip(count.iter()) {
+            *mean = if count > 0 { *mean / f64::from(count) } else { 0.0 };
+        }
+        let deviations = &mut deviations[..width];
+        let squares = &mut squares[..width];
+        deviations.fill(0.0);
+        squares.fill(0.0);
+        for row in 0..rows {
+            let row_values = row_values(row);
+            if row_mask(mask, nulls, row * cells + start) {
+                for ((((deviation, square), &mean), &value), &ok) in deviations
+                    .iter_mut()
+                    .zip(squares.iter_mut())
+                    .zip(first_means.iter())
+                    .zip(row_values)
+                    .zip(mask.iter())
+                {
+                    let delta = if ok { value.to_f64() - mean } else { 0.0 };
+                    *deviation += delta;
+                    *square += delta * delta;
+                }
+            } else {
+                for (((deviation, square), &mean), &value) in deviations
+                    .iter_mut()
+                    .zip(squares.iter_mut())
+                    .zip(first_means.iter())
+                    .zip(row_values)
+                {
+                    let delta = value.to_f64() - mean;
+                    *deviation += delta;
+                    *square += delta * delta;
+                }
+            }
+        }
+        for cell in 0..width {
+            if count[cell] == 0 {
+                continue;
+            }
+            let n = f64::from(count[cell]);
+            let (deviation, square) = (deviations[cell], squares[cell]);
+            state.mean[start + cell] = first_means[cell] + deviation / n;
+            let m2 = square - deviation * deviation / n;
+            // Rounding can leave a tiny negative; NaN (from NaN data) stays.
+            state.m2[start + cell] = if m2 < 0.0 { 0.0 } else { m2 };
+        }
     }
 }
 
-/// Fills `mask` with the validity of the row starting at value `start` and returns
-/// `true` if it has a null; `false` (mask untouched) if every value is there.
+/// Fills `mask` with the validity of the `mask.len()` values from value `start` and
+/// returns `true` if one is null; `false` (mask untouched) if every value is there.
+/// Reads the validity 64 bits at a time.
 fn row_mask(mask: &mut [bool], nulls: Option<&NullBuffer>, start: usize) -> bool {
     let Some(nulls) = nulls else {
         return false;
@@ -359,8 +386,11 @@ fn row_mask(mask: &mut [bool], nulls: Option<&NullBuffer>, start: usize) -> bool
     if bits.count_set_bits() == mask.len() {
         return false;
     }
-    for (slot, bit) in mask.iter_mut().zip(bits.iter()) {
-        *slot = bit;
+    let chunks = bits.bit_chunks();
+    for (slots, word) in mask.chunks_mut(64).zip(chunks.iter_padded()) {
+        for (shift, slot) in slots.iter_mut().enumerate() {
+            *slot = (word >> shift) & 1 == 1;
+        }
     }
     true
 }
@@ -1011,6 +1041,46 @@ mod tests {
         assert!(((got - want) / want).abs() < 1e-9, "{got} vs {want}");
         let naive = values.iter().map(|v| v * v).sum::<f64>() / n - mean * mean;
         assert!(((naive - want) / want).abs() > 1e-3, "naive {naive} vs {want}");
+    }
+
+    /// Grids wider than a block of cells: every block, the last one partial.
+    #[test]
+    fn blocks_of_cells_cover_the_grid() {
+        let (rows, cells) = (5, 2 * BLOCK + 300);
+        let mut seed = 11_u64;
+        let values: Vec<Option<f32>> = (0..rows * cells)
+            .map(|_| {
+                let value = (uniform(&mut seed) * 100.0) as f32;
+                (uniform(&mut seed) > 0.1).then_some(value)
+            })
+            .collect();
+        let batch = meta(cells)
+            .batch(&[0.0, 1.0, 2.0, 3.0, 4.0], values.clone())
+            .expect("batch");
+        let state = partial(&batch, "all");
+        let mean = options(&finalize(&state, "mean"));
+        let max = options(&finalize(&state, "max"));
+        let var = options(&finalize(&state, "var"));
+        for cell in 0..cells {
+            let seen: Vec<f64> = (0..rows)
+                .filter_map(|row| values[row * cells + cell].map(f64::from))
+                .collect();
+            if seen.is_empty() {
+                assert_eq!((mean[cell], max[cell]), (None, None));
+                continue;
+            }
+            let n = seen.len() as f64;
+            let want = seen.iter().sum::<f64>() / n;
+            let got = mean[cell].expect("mean");
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "mean[{cell}] {got} vs {want}"
+            );
+            let want_var = seen.iter().map(|v| (v - want) * (v - want)).sum::<f64>() / n;
+            let got_var = var[cell].expect("var");
+            assert!((got_var - want_var).abs() <= 1e-9 * want_var.max(1e-9), "var[{cell}]");
+            assert_eq!(max[cell], seen.iter().copied().reduce(f64::max));
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! assert_eq!(total.num_rows(), 1);
 //! assert_eq!(total.schema().field(0).name(), "value");
 //!
-//! let error = registry.run("inc", vec![OpValue::Literal(Literal::Str("x".into()))], &context).unwrap_err();
+//! let error = registry.run("inc", vec![OpValue::Literal(Literal::Str("x".into()))], &context).expect_err("an error");
 //! assert_eq!(error.to_string(), "inc: argument x must be int or data, given string");
 //! # Ok::<(), cairn_worker::ops::OpError>(())
 //! ```
@@ -61,7 +61,7 @@
 //! | `head` | `x: data, n: int` | the first `n` rows |
 //! | `slice` | `x: data, offset: int, length: int` | `length` rows from `offset` (clamped to the rows there are) |
 //! | `grid_binary` | `a: data, b: data, op: str, name: str?` | two aligned gridded chunks (same grid, same row coordinates) cell by cell: `add sub mul div pow hypot atan2 min max` (`atan2(a, b)`: `a` as y, radians); variable `name` (default `<op>_<a>_<b>`); `Float32` if both are; a null on either side gives null |
-//! | `grid_map` | `x: data, op: str, value: number?, name: str?` | a function of each value of a gridded chunk: with `value` `add sub rsub mul div pow mod` (`rsub`: value − x; `mod`: Euclidean, in `[0, value)`), without `neg abs sqrt exp log degrees radians` |
+//! | `grid_map` | `x: data, op: str, value: number?, name: str?` | a function of each value of a gridded chunk: with `value` `add sub rsub mul div pow mod` (`rsub`: value − x; `mod`: Euclidean, in `[0, abs(value))`), without `neg abs sqrt exp log degrees radians` |
 //! | `grid_sel` | `x: data, dim: str, lo: number, hi: number` | the rows (row dimension) or indexes (inner dimension) of a gridded chunk whose coordinate is within `[lo, hi]` |
 //! | `grid_partial` | `x: data, stats: str?` | the 1-row partial state of a reduction along the row dimension, per grid cell: `stats` `moments` (default: count, mean, m2), `minmax` or `all` (layout in `grid_reduce.rs`) |
 //! | `grid_combine` | `parts: data…` | partial states of the same stats on aligned grids combined (Chan et al.) |

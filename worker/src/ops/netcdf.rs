@@ -55,7 +55,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("t.nc");
         let meta = GridMeta::new("t", "time", vec![Coord::new("latitude", vec![0.0, 1.0])]);
-        let batch = meta.batch(&[0.0, 1.0, 2.0], (0..6).map(|i| Some(i as f32)).collect()).expect("batch");
+        let batch = meta
+            .batch(&[0.0, 1.0, 2.0], (0..6).map(|i| Some(i as f32)).collect())
+            .expect("batch");
         cairn_client::netcdf_io::write(&path, &[vec![batch]]).expect("write");
         let registry = OpRegistry::builtins();
         let context = OpContext::new("read");
@@ -64,19 +66,30 @@ mod tests {
         let chunk = registry
             .run(
                 "read_netcdf",
-                vec![text(&path_text), text("t"), OpValue::Literal(Literal::Null), 1_i64.into(), 3_i64.into()],
+                vec![
+                    text(&path_text),
+                    text("t"),
+                    OpValue::Literal(Literal::Null),
+                    1_i64.into(),
+                    3_i64.into(),
+                ],
                 &context,
             )
             .expect("read");
         let grid = GridBatch::new(&chunk).expect("grid");
         assert_eq!(grid.row_coord(), &[1.0, 2.0]);
         assert_eq!(grid.values_f64(), vec![2.0, 3.0, 4.0, 5.0]);
-        let all = registry.run("read_netcdf", vec![text(&path_text), text("t")], &context).expect("read all");
+        let all = registry
+            .run("read_netcdf", vec![text(&path_text), text("t")], &context)
+            .expect("read all");
         assert_eq!(all.num_rows(), 3);
         let error = registry
             .run("read_netcdf", vec![text(&path_text), text("u")], &context)
-            .unwrap_err()
+            .expect_err("an error")
             .to_string();
-        assert!(error.starts_with("read_netcdf: argument path:") && error.contains("t.nc") && error.contains("no variable"), "{error}");
+        assert!(
+            error.starts_with("read_netcdf: argument path:") && error.contains("t.nc") && error.contains("no variable"),
+            "{error}"
+        );
     }
 }

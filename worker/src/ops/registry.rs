@@ -102,7 +102,7 @@ impl OpRegistry {
     /// }
     ///
     /// let mut registry = OpRegistry::builtins();
-    /// let error = registry.register(MyInc).unwrap_err();
+    /// let error = registry.register(MyInc).expect_err("an error");
     /// assert_eq!(error.to_string(), r#"operation "inc" is already registered"#);
     /// ```
     pub fn register(&mut self, operation: impl Operation) -> Result<(), OpError> {
@@ -146,7 +146,7 @@ impl OpRegistry {
     /// ```
     /// use cairn_worker::ops::{OpContext, OpRegistry, OpValue};
     /// let registry = OpRegistry::builtins();
-    /// let error = registry.run("head", vec![], &OpContext::new("t")).unwrap_err();
+    /// let error = registry.run("head", vec![], &OpContext::new("t")).expect_err("an error");
     /// assert_eq!(error.to_string(), "head: takes 2 arguments (x, n), given 0 argument(s)");
     /// ```
     pub fn run(&self, name: &str, args: Vec<OpValue>, context: &OpContext) -> Result<RecordBatch, OpError> {
@@ -325,6 +325,7 @@ mod tests {
             "min",
             "read_arrow",
             "read_csv",
+            "read_netcdf",
             "read_parquet",
             "regrid",
             "select",
