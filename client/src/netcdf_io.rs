@@ -455,46 +455,31 @@ fn read_rows_here(
     let rows = end - start;
     if header.value_type == DataType::Float64 {
         let raw: Vec<f64> = var.get_values::<f64, _>(extents).map_err(read_error)?;
-        let raw = row_major(raw, outer, rows, after);
+        let raw = swap_axes(raw, outer, rows, after);
         let (values, nulls) = decode(raw, fill, missing, scale, offset, |v| v, |v| v);
         let array = Float64Array::new(ScalarBuffer::from(values), nulls);
         Ok(meta.batch_of::<Float64Type>(coord, array)?)
     } else {
         let raw: Vec<f32> = var.get_values::<f32, _>(extents).map_err(read_error)?;
-        let raw = row_major(raw, outer, rows, after);
+        let raw = swap_axes(raw, outer, rows, after);
         let (values, nulls) = decode(raw, fill, missing, scale, offset, f64::from, |v| v as f32);
         let array = Float32Array::new(ScalarBuffer::from(values), nulls);
         Ok(meta.batch_of::<Float32Type>(coord, array)?)
     }
 }
 
-/// Values read in storage order `[outer][rows][after]` re-laid as `[rows][outer][after]`
-/// (nothing to do when the row dimension is the first).
-fn row_major<T: Copy + Default>(raw: Vec<T>, outer: usize, rows: usize, after: usize) -> Vec<T> {
-    if outer <= 1 {
-        return raw;
-    }
-    let mut out = vec![T::default(); raw.len()];
-    for o in 0..outer {
-        for r in 0..rows {
-            let from = (o * rows + r) * after;
-            let to = (r * outer + o) * after;
-            out[to..to + after].copy_from_slice(&raw[from..from + after]);
-        }
-    }
-    out
-}
-
-/// The inverse of [`row_major`], for writing.
-fn storage_order<T: Copy + Default>(values: &[T], outer: usize, rows: usize, after: usize) -> Vec<T> {
-    if outer <= 1 {
-        return values.to_vec();
+/// Values laid out `[first][second][after]` re-laid as `[second][first][after]`: from
+/// storage order `[outer][rows][after]` to rows first when reading (`first = outer`),
+/// and back when writing (`first = rows`). Nothing to do when either is 1.
+fn swap_axes<T: Copy + Default>(values: Vec<T>, first: usize, second: usize, after: usize) -> Vec<T> {
+    if first <= 1 || second <= 1 {
+        return values;
     }
     let mut out = vec![T::default(); values.len()];
-    for o in 0..outer {
-        for r in 0..rows {
-            let to = (o * rows + r) * after;
-            let from = (r * outer + o) * after;
+    for f in 0..first {
+        for s in 0..second {
+            let from = (f * second + s) * after;
+            let to = (s * first + f) * after;
             out[to..to + after].copy_from_slice(&values[from..from + after]);
         }
     }
@@ -611,7 +596,7 @@ fn write_here(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), Netcd
         let shape = meta.shape(coord.len());
         let outer: usize = shape[..row_pos].iter().product();
         let after: usize = shape[row_pos + 1..].iter().product();
-        let ordered = storage_order(values, outer, coord.len(), after);
+        let ordered = swap_axes(values.clone(), coord.len(), outer, after);
         let name = meta.variable.as_str();
         let add_error = |error: netcdf::Error| file_error(path, format!("cannot add variable {name}: {error}"));
         let write_error = |error: netcdf::Error| file_error(path, format!("cannot write {name}: {error}"));
