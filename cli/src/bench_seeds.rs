@@ -59,14 +59,12 @@ async fn ensure_data(data: &Path, size: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("seed data: writing {size} into {} (once)", data.display());
-    let args = crate::args::SeedDataArgs {
-        out: data.to_path_buf(),
-        size: size.to_string(),
-        grid_step: None,
-        steps_per_file: 24,
-        account_rows: 25_000,
-        seed: 7,
-    };
+    // `cairn seed-data --out DATA --size SIZE`, its other flags at their defaults.
+    use clap::{Args, FromArgMatches};
+    let command = crate::args::SeedDataArgs::augment_args(clap::Command::new("seed-data"));
+    let out = data.to_string_lossy().into_owned();
+    let matches = command.try_get_matches_from(["seed-data", "--out", out.as_str(), "--size", size])?;
+    let args = crate::args::SeedDataArgs::from_arg_matches(&matches)?;
     tokio::task::spawn_blocking(move || crate::seed_data::run(args)).await??;
     std::fs::write(&marker, size)?;
     Ok(())

@@ -186,7 +186,7 @@ fn is_netcdf(path: &Path) -> bool {
 /// Batches that are not gridded are a clear error.
 async fn write_netcdf(path: &Path, batches: Vec<arrow::array::RecordBatch>) -> anyhow::Result<u64> {
     if let Some(batch) = batches.first() {
-        if !cairn_client::netcdf_io::is_gridded(&batch.schema()) {
+        if cairn_client::grid::GridMeta::of_schema(batch.schema_ref()).is_none() {
             bail!(
                 "{}: only gridded data (read with read_netcdf, or computed from it) can be written as NetCDF; \
                  use .csv, .parquet or .arrow for tables",

@@ -216,6 +216,14 @@ pub struct GridMeta {
 #[error("{0}")]
 pub struct GridError(pub String);
 
+/// A client call's error: invalid input (grids that do not line up, data that is not
+/// gridded).
+impl From<GridError> for crate::Error {
+    fn from(error: GridError) -> crate::Error {
+        crate::Error::InvalidArgument { message: error.0 }
+    }
+}
+
 fn grid_error(message: impl Into<String>) -> GridError {
     GridError(message.into())
 }
@@ -493,6 +501,26 @@ impl GridMeta {
         let columns: Vec<ArrayRef> = vec![Arc::new(Float64Array::from(coord.to_vec())), Arc::new(list)];
         RecordBatch::try_new(schema, columns).map_err(|error| grid_error(format!("{}: {error}", self.variable)))
     }
+}
+
+/// The first index at which two coordinates (a row coordinate, or one dimension's
+/// values) differ (the shorter length when one is a prefix of the other), or `None`
+/// when they are the same points. Values count as
+/// the same point when equal to 1e-12 relative: time coordinates in hours since 1900
+/// are around 1e6, so the grid tolerance of [`GridMeta::check_aligned`] (1e-6) would
+/// call two times an hour apart the same.
+///
+/// ```
+/// use cairn_client::grid::first_coordinate_difference;
+/// assert_eq!(first_coordinate_difference(&[1e6, 1e6 + 1.0], &[1e6, 1e6 + 1.0]), None);
+/// assert_eq!(first_coordinate_difference(&[1e6, 1e6 + 1.0], &[1e6, 1e6 + 2.0]), Some(1));
+/// assert_eq!(first_coordinate_difference(&[0.0], &[0.0, 1.0]), Some(1));
+/// ```
+pub fn first_coordinate_difference(a: &[f64], b: &[f64]) -> Option<usize> {
+    let same = |x: f64, y: f64| x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs());
+    (0..a.len().min(b.len()))
+        .find(|&i| !same(a[i], b[i]))
+        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
 }
 
 /// Two coordinate values that are the same point (relative 1e-6, absolute 1e-9).

@@ -24,9 +24,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 
 use crate::error::Error;
-use crate::grid::{gather_f64, GridError, GridMeta};
+use crate::grid::{first_coordinate_difference, gather_f64, GridMeta};
 use crate::lazy::{LazyCollection, Persisted};
-use crate::netcdf_io::{self, NetcdfError};
+use crate::netcdf_io;
 use crate::tasks::{Delayed, TaskArg};
 use crate::Client;
 
@@ -63,18 +63,6 @@ pub struct GridCollection {
 fn invalid(message: impl Into<String>) -> Error {
     Error::InvalidArgument {
         message: message.into(),
-    }
-}
-
-impl From<NetcdfError> for Error {
-    fn from(error: NetcdfError) -> Error {
-        invalid(error.to_string())
-    }
-}
-
-impl From<GridError> for Error {
-    fn from(error: GridError) -> Error {
-        invalid(error.to_string())
     }
 }
 
@@ -277,7 +265,7 @@ impl GridCollection {
             )));
         }
         for (index, (a, b)) in self.row_coords.iter().zip(&other.row_coords).enumerate() {
-            if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| (x - y).abs() > 1e-9 * x.abs().max(1.0)) {
+            if first_coordinate_difference(a, b).is_some() {
                 return Err(invalid(format!(
                     "{} and {} do not line up along {}: partition {index} covers {:?} in one and {:?} in the other",
                     self.meta.variable,

@@ -16,19 +16,18 @@
 //! use cairn_client::netcdf_io;
 //! let header = netcdf_io::inspect("data/x_wind_000.nc".as_ref(), "x_wind", None)?;
 //! println!("{} rows along {}, shape {:?}", header.rows(), header.meta.row_dim, header.meta.shape(header.rows()));
-//! let first = netcdf_io::read_rows("data/x_wind_000.nc".as_ref(), "x_wind", None, 0, 4)?;
+//! let first = netcdf_io::read_rows("data/x_wind_000.nc".as_ref(), "x_wind", None, 0, Some(4))?;
 //! netcdf_io::write("out.nc".as_ref(), &[vec![first]])?;
 //! # Ok::<(), netcdf_io::NetcdfError>(())
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow::array::{Float32Array, Float64Array, RecordBatch};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Float32Type, Float64Type};
 
-use crate::grid::{gather_f64, AttrValue, Attrs, Coord, GridBatch, GridError, GridMeta};
+use crate::grid::{first_coordinate_difference, gather_f64, AttrValue, Attrs, Coord, GridBatch, GridError, GridMeta};
 
 /// A NetCDF error, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +100,15 @@ fn on_netcdf_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static)
             Err(_) => panic!("a NetCDF call panicked"),
         },
         _ => panic!("the NetCDF thread is gone"),
+    }
+}
+
+/// A client call's error: invalid input, naming the file.
+impl From<NetcdfError> for crate::Error {
+    fn from(error: NetcdfError) -> crate::Error {
+        crate::Error::InvalidArgument {
+            message: error.to_string(),
+        }
     }
 }
 
@@ -282,7 +290,16 @@ pub fn inspect(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<Var
 }
 
 fn inspect_here(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<VariableHeader, NetcdfError> {
-    let file = open(path)?;
+    inspect_file(&open(path)?, path, variable, row_dim)
+}
+
+/// [`inspect`] of a file already open (`path` names it in errors).
+fn inspect_file(
+    file: &netcdf::File,
+    path: &Path,
+    variable: &str,
+    row_dim: Option<&str>,
+) -> Result<VariableHeader, NetcdfError> {
     let var = file.variable(variable).ok_or_else(|| {
         let names: Vec<String> = file.variables().map(|v| v.name()).collect();
         content_error(
@@ -311,7 +328,7 @@ fn inspect_here(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<Va
             }
             name.to_string()
         }
-        None => default_row_dim(&file, &var).unwrap_or_else(|| dims[0].0.clone()),
+        None => default_row_dim(file, &var).unwrap_or_else(|| dims[0].0.clone()),
     };
     let value_type = match var.vartype() {
         netcdf::types::NcVariableType::Float(netcdf::types::FloatType::F64) => DataType::Float64,
@@ -335,7 +352,7 @@ fn inspect_here(path: &Path, variable: &str, row_dim: Option<&str>) -> Result<Va
     let mut inner = Vec::new();
     let mut row = None;
     for (name, len) in &dims {
-        let coord = coord_of(&file, path, name, *len)?;
+        let coord = coord_of(file, path, name, *len)?;
         if *name == row_dim {
             row = Some(coord);
         } else {
@@ -394,12 +411,12 @@ fn variables_here(path: &Path) -> Result<Vec<VariableSummary>, NetcdfError> {
         .collect())
 }
 
-/// Reads indexes `[start, end)` along the row dimension of `variable` as one gridded
-/// chunk (module docs; values transposed so the row dimension comes first when it is
-/// not first in the file).
+/// Reads indexes `[start, end)` along the row dimension of `variable` (`end` `None`:
+/// to the last) as one gridded chunk (module docs; values transposed so the row
+/// dimension comes first when it is not first in the file). The file is opened once.
 ///
 /// ```no_run
-/// let chunk = cairn_client::netcdf_io::read_rows("x_wind.nc".as_ref(), "x_wind", None, 0, 8)?;
+/// let chunk = cairn_client::netcdf_io::read_rows("x_wind.nc".as_ref(), "x_wind", None, 0, Some(8))?;
 /// assert_eq!(chunk.num_rows(), 8);
 /// # Ok::<(), cairn_client::netcdf_io::NetcdfError>(())
 /// ```
@@ -408,7 +425,7 @@ pub fn read_rows(
     variable: &str,
     row_dim: Option<&str>,
     start: usize,
-    end: usize,
+    end: Option<usize>,
 ) -> Result<RecordBatch, NetcdfError> {
     let (path, variable, row_dim) = (path.to_path_buf(), variable.to_string(), row_dim.map(str::to_string));
     on_netcdf_thread(move || read_rows_here(&path, &variable, row_dim.as_deref(), start, end))
@@ -419,10 +436,12 @@ fn read_rows_here(
     variable: &str,
     row_dim: Option<&str>,
     start: usize,
-    end: usize,
+    end: Option<usize>,
 ) -> Result<RecordBatch, NetcdfError> {
-    let header = inspect_here(path, variable, row_dim)?;
+    let file = open(path)?;
+    let header = inspect_file(&file, path, variable, row_dim)?;
     let total = header.rows();
+    let end = end.unwrap_or(total);
     if start > end || end > total {
         return Err(content_error(
             path,
@@ -432,7 +451,6 @@ fn read_rows_here(
             ),
         ));
     }
-    let file = open(path)?;
     let var = file
         .variable(variable)
         .ok_or_else(|| content_error(path, format!("no variable {variable:?}")))?;
@@ -564,13 +582,7 @@ fn write_here(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), Netcd
         row.attrs = meta.row_attrs.clone();
         for dim in std::iter::once(&row).chain(meta.inner.iter()) {
             if let Some(existing) = written.iter().find(|c| c.name == dim.name) {
-                if existing.values.len() != dim.values.len()
-                    || existing
-                        .values
-                        .iter()
-                        .zip(&dim.values)
-                        .any(|(a, b)| (a - b).abs() > 1e-9 * a.abs().max(1.0))
-                {
+                if first_coordinate_difference(&existing.values, &dim.values).is_some() {
                     return Err(content_error(
                         path,
                         format!("{} has different coordinates in the variables written", dim.name),
@@ -631,16 +643,6 @@ fn write_here(path: &Path, collections: &[Vec<RecordBatch>]) -> Result<(), Netcd
     Ok(())
 }
 
-/// Whether a batch's schema is gridded (so `--output F.nc` can write it).
-///
-/// ```
-/// let schema = arrow::datatypes::Schema::empty();
-/// assert!(!cairn_client::netcdf_io::is_gridded(&std::sync::Arc::new(schema)));
-/// ```
-pub fn is_gridded(schema: &Arc<arrow::datatypes::Schema>) -> bool {
-    GridMeta::of_schema(schema).is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,12 +684,12 @@ mod tests {
         assert_eq!(header.meta.inner, meta.inner);
         assert_eq!(header.meta.attrs, meta.attrs);
         assert_eq!(header.meta.global_attrs.get("title"), Some(&AttrValue::from("test")));
-        let back = read_rows(&path, "x_wind", None, 1, 2).expect("read");
+        let back = read_rows(&path, "x_wind", None, 1, Some(2)).expect("read");
         let grid = GridBatch::new(&back).expect("grid");
         assert_eq!(grid.row_coord(), &[1.0]);
         let read = grid.values_f64();
         assert_eq!(read[0], 6.0);
-        let all = read_rows(&path, "x_wind", None, 0, 2).expect("read all");
+        let all = read_rows(&path, "x_wind", None, 0, Some(2)).expect("read all");
         assert!(GridBatch::new(&all).expect("grid").values_f64()[5].is_nan());
     }
 
@@ -698,7 +700,7 @@ mod tests {
         let meta = sample_meta();
         let values: Vec<Option<f32>> = (0..24).map(|i| Some(i as f32)).collect();
         write(&path, &[vec![meta.batch(&[0.0, 1.0], values).expect("batch")]]).expect("write");
-        let by_lat = read_rows(&path, "x_wind", Some("latitude"), 1, 2).expect("read");
+        let by_lat = read_rows(&path, "x_wind", Some("latitude"), 1, Some(2)).expect("read");
         let grid = GridBatch::new(&by_lat).expect("grid");
         assert_eq!(grid.meta().row_dim, "latitude");
         assert_eq!(
@@ -709,9 +711,9 @@ mod tests {
         assert_eq!(grid.values_f64(), vec![4.0, 5.0, 6.0, 7.0, 16.0, 17.0, 18.0, 19.0]);
         // Written back, it is the same file content.
         let out = dir.path().join("back.nc");
-        let all = read_rows(&path, "x_wind", Some("latitude"), 0, 3).expect("read");
+        let all = read_rows(&path, "x_wind", Some("latitude"), 0, Some(3)).expect("read");
         write(&out, &[vec![all]]).expect("write back");
-        let again = read_rows(&out, "x_wind", Some("time"), 0, 2).expect("read back");
+        let again = read_rows(&out, "x_wind", Some("time"), 0, Some(2)).expect("read back");
         assert_eq!(
             GridBatch::new(&again).expect("grid").values_f64(),
             (0..24).map(f64::from).collect::<Vec<_>>()
@@ -733,7 +735,7 @@ mod tests {
             .expect_err("an error")
             .to_string();
         assert!(error.contains("no dimension \"height\""), "{error}");
-        let error = read_rows(&path, "x_wind", None, 0, 5)
+        let error = read_rows(&path, "x_wind", None, 0, Some(5))
             .expect_err("an error")
             .to_string();
         assert!(error.contains("rows 0..5"), "{error}");

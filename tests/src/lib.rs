@@ -48,6 +48,25 @@ pub fn cairn_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
+/// An example binary of a workspace package (`package`'s `examples/name.rs`), built
+/// next to the `cairn` binary: cargo builds the examples for `cargo test`; built here
+/// when it is missing.
+pub fn example_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let cairn = cairn_binary()?;
+    let profile_dir = cairn.parent().context("no target dir")?;
+    let binary = profile_dir.join("examples").join(name);
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let target_dir = profile_dir.parent().context("no target dir")?;
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", package, "--example", name])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot build the {name} example of {package}");
+    }
+    Ok(binary)
+}
+
 /// A cluster of real scheduler processes in a temporary directory.
 pub struct TestCluster {
     /// The processes.

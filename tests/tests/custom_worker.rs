@@ -8,25 +8,7 @@ use std::time::Duration;
 use arrow::array::{Array, Float64Array};
 use cairn_client::TaskArg;
 use cairn_tests::data::{table, write_csv};
-use cairn_tests::{cairn_binary, phase, TestCluster};
-
-/// The example binary, built next to the `cairn` binary (cargo builds examples of
-/// the workspace for `cargo test`; built here when it is missing).
-fn custom_worker_binary() -> anyhow::Result<std::path::PathBuf> {
-    let cairn = cairn_binary()?;
-    let profile_dir = cairn.parent().ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    let binary = profile_dir.join("examples").join("custom_worker");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let target_dir = profile_dir.parent().ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-        let status = Command::new(cargo)
-            .args(["build", "-p", "cairn-worker", "--example", "custom_worker"])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .status()?;
-        anyhow::ensure!(status.success(), "cannot build the custom worker example");
-    }
-    Ok(binary)
-}
+use cairn_tests::{example_binary, phase, TestCluster};
 
 /// Kills the child process when the test ends, however it ends.
 struct Child(std::process::Child);
@@ -45,7 +27,7 @@ async fn a_custom_workers_operation_runs() -> anyhow::Result<()> {
     let log = std::fs::File::create(cluster.dir.path().join("custom-worker.log"))?;
     phase("start the custom worker binary");
     let _worker = Child(
-        Command::new(custom_worker_binary()?)
+        Command::new(example_binary("cairn-worker", "custom_worker")?)
             .args([
                 "--cluster",
                 &cluster.cluster.addrs().join(","),

@@ -2,29 +2,11 @@
 //! cluster of real processes, on small data from `cairn seed-data`: each checks its
 //! own result against a direct computation and exits non-zero if it differs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use cairn_tests::s3::MotoServer;
-use cairn_tests::{cairn_binary, output_text, phase, TestCluster};
-
-/// An example binary of `cairn-client`, built next to the `cairn` binary (cargo
-/// builds examples for `cargo test`; built here when missing).
-pub fn example_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let cairn = cairn_binary()?;
-    let profile_dir = cairn.parent().ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    let binary = profile_dir.join("examples").join(name);
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let target_dir = profile_dir.parent().ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-        let status = Command::new(cargo)
-            .args(["build", "-p", "cairn-client", "--example", name])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .status()?;
-        anyhow::ensure!(status.success(), "cannot build the {name} example");
-    }
-    Ok(binary)
-}
+use cairn_tests::{cairn_binary, example_binary, output_text, phase, TestCluster};
 
 /// Small seed data: a 10° grid, 36 hours in files of 12 (3 files per wind
 /// component), 4 × 400 accounts.
@@ -58,7 +40,7 @@ pub fn run_example(
     extra: &[&str],
     env: &[(String, String)],
 ) -> anyhow::Result<String> {
-    let output = Command::new(example_binary(name)?)
+    let output = Command::new(example_binary("cairn-client", name)?)
         .args(["--cluster", &cluster.cluster.addrs().join(",")])
         .args(["--data", data.to_str().unwrap_or_default()])
         .args(["--output", data.join("out").to_str().unwrap_or_default()])

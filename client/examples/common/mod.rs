@@ -77,9 +77,9 @@ pub type BoxError = Box<dyn std::error::Error>;
 pub fn read_direct(pattern: &str, variable: &str) -> Result<(Vec<f64>, Vec<f64>, usize), BoxError> {
     let mut parts = Vec::new();
     for path in files(pattern) {
-        let header = netcdf_io::inspect(&path, variable, None)?;
-        let chunk = netcdf_io::read_rows(&path, variable, None, 0, header.rows())?;
-        parts.push((header.row_coord.first().copied().unwrap_or(0.0), chunk));
+        let chunk = netcdf_io::read_rows(&path, variable, None, 0, None)?;
+        let first_time = cairn_client::grid::GridBatch::new(&chunk)?.row_coord().first().copied();
+        parts.push((first_time.unwrap_or(0.0), chunk));
     }
     parts.sort_by(|a, b| a.0.total_cmp(&b.0));
     let batches: Vec<_> = parts.into_iter().map(|(_, chunk)| chunk).collect();

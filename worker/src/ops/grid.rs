@@ -18,7 +18,7 @@ use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{ArrowNativeType, ArrowPrimitiveType, DataType, Float32Type, Float64Type};
 use arrow::record_batch::RecordBatch;
-use cairn_client::grid::{AttrValue, Attrs, GridBatch, GridMeta};
+use cairn_client::grid::{first_coordinate_difference, AttrValue, Attrs, GridBatch, GridMeta};
 use cairn_client::{Literal, ParamKind};
 
 use super::args::{optional, required, Args, Builtin};
@@ -416,13 +416,6 @@ pub(super) fn check_name(args: &Args<'_>, param: &str, name: &str, meta: &GridMe
     Ok(())
 }
 
-/// Two row-coordinate values that are the same point: equal to 1e-12 relative (time
-/// coordinates in hours since 1900 are around 1e6, so the grid tolerance, 1e-6, would
-/// call an hour apart the same time).
-fn same_coordinate(a: f64, b: f64) -> bool {
-    a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
-}
-
 /// `f(a[i], b[i])` for every `i`: one monomorphised loop over two slices.
 #[inline]
 fn zip_map<R: Copy, F: Fn(R, R) -> R>(a: &[R], b: &[R], f: F) -> Vec<R> {
@@ -541,7 +534,7 @@ fn grid_binary(args: &Args<'_>, _context: &OpContext) -> Result<RecordBatch, OpE
         )));
     }
     let (coord_a, coord_b) = (a.row_coord(), b.row_coord());
-    if let Some(index) = (0..coord_a.len()).find(|&i| !same_coordinate(coord_a[i], coord_b[i])) {
+    if let Some(index) = first_coordinate_difference(coord_a, coord_b) {
         return Err(mismatch(format!(
             "{row_dim}[{index}] is {} in a but {} in b",
             coord_a[index], coord_b[index]

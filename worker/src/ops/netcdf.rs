@@ -34,13 +34,9 @@ fn read_netcdf(args: &Args<'_>, context: &OpContext) -> Result<RecordBatch, OpEr
     let dim = args.opt_str(2, "dim")?;
     let start = args.opt_count(3, "start")?;
     let end = args.opt_count(4, "end")?;
-    let reason = |error: netcdf_io::NetcdfError| args.invalid("path", error.to_string());
-    let end = match end {
-        Some(end) => end,
-        None => netcdf_io::inspect(path, variable, dim).map_err(reason)?.rows(),
-    };
     context.check_cancelled(args.op)?;
-    netcdf_io::read_rows(path, variable, dim, start.unwrap_or(0), end).map_err(reason)
+    netcdf_io::read_rows(path, variable, dim, start.unwrap_or(0), end)
+        .map_err(|error| args.invalid("path", error.to_string()))
 }
 
 #[cfg(test)]
