@@ -27,17 +27,28 @@ test: setup
 	$(MAKE) jepsen-smoke
 
 ## The fault-injection suite (jepsen/README.md): the catalog workload on 3 nodes and
-## the durable workload on 5, every nemesis. As root the nodes run in network
-## namespaces; otherwise partition and netem are skipped.
+## the durable workload on 5, every nemesis; then the data plane, with 3 `cairn worker`
+## processes: persisted datasets (data) and task graphs (graph) under every nemesis, and
+## task graphs under scheduler faults only (where nothing may be recomputed). As root
+## the processes run in network namespaces and each worker's data dir is a tmpfs;
+## otherwise partition, partition-worker, netem and full-disk are skipped.
 jepsen: setup
 	$(CARGO) build --workspace
 	$(JEPSEN) run --workload catalog --nodes 3 --nemesis all --time-limit 150 --concurrency 10 --min-ops 10000
 	$(JEPSEN) run --workload durable --nodes 5 --nemesis all --time-limit 90 --concurrency 10 --min-ops 5000
+	$(JEPSEN) run --workload data --nodes 3 --workers 3 --nemesis all --time-limit 150 --concurrency 10 --min-ops 4000
+	$(JEPSEN) run --workload graph --nodes 3 --workers 3 --nemesis all --time-limit 120 --concurrency 10 --min-ops 2000
+	$(JEPSEN) run --workload graph --nodes 3 --workers 3 --nemesis kill,pause,partition,netem,membership --one-fault-at-a-time --time-limit 90 --concurrency 10 --min-ops 1500
 
-## About two minutes: kill, pause and partition against the catalog workload.
+## About four minutes: kill, pause and partition against the catalog workload; worker
+## faults (kill, pause, partition, full disk) and restarts of everything against the data
+## workload; scheduler faults, one at a time (a majority always up: SPEC §4's fault
+## model), against the graph workload (no recomputation allowed).
 jepsen-smoke:
 	$(CARGO) build --workspace
 	$(JEPSEN) run --workload catalog --nodes 3 --nemesis kill,pause,partition --time-limit 80 --nemesis-interval 5 --min-ops 2000
+	$(JEPSEN) run --workload data --nodes 3 --workers 3 --nemesis kill-worker,pause-worker,partition-worker,full-disk,restart-all --time-limit 40 --nemesis-interval 4 --min-ops 800
+	$(JEPSEN) run --workload graph --nodes 3 --workers 3 --nemesis kill,pause,partition --one-fault-at-a-time --time-limit 40 --nemesis-interval 4 --min-ops 500
 
 ## Check without changing anything: formatting, lints, tests.
 verify: setup

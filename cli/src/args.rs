@@ -84,9 +84,10 @@ pub struct SchedulerArgs {
     /// Leader heartbeat interval, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub heartbeat_ms: u64,
-    /// Election timeout range in milliseconds, `MIN-MAX`. A follower that stops hearing
-    /// from a leader waits MAX (the leader's lease) plus a random MIN..MAX before it
-    /// stands for election.
+    /// Election timeout range in milliseconds, `MIN-MAX`. Voters keep the leader's lease
+    /// for MAX; a follower that stops hearing from the leader waits MAX (longer if
+    /// heartbeats have been arriving late) plus a random 0..MAX−MIN, asks its peers for
+    /// pre-votes, and stands only with a majority.
     #[arg(long, default_value = "120-200")]
     pub election_timeout_ms: String,
     /// How long a write or read may wait for a quorum before answering "timeout".

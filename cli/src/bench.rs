@@ -224,6 +224,36 @@ async fn get(requests: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until every replica answers and names the same leader.
+async fn wait_for_all_following(addrs: &[String], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let options = ClientOptions {
+        timeout: Duration::from_millis(500),
+        attempt_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    loop {
+        if let Ok(client) = Client::connect_with(addrs, options.clone()).await {
+            let statuses = client.status().await;
+            let leaders: Vec<Option<u64>> = statuses
+                .iter()
+                .map(|(_, status)| status.as_ref().ok().and_then(|status| status.leader_id))
+                .collect();
+            if leaders.len() == addrs.len()
+                && leaders[0].is_some()
+                && leaders.iter().all(|leader| *leader == leaders[0])
+            {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the replicas did not all follow one leader within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn failover(trials: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let mut bench = start_cluster(dir).await?;
     let addrs = bench.cluster.addrs();
@@ -233,6 +263,8 @@ async fn failover(trials: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         ..Default::default()
     };
     println!("failover benchmark: SIGKILL the leader of 3 schedulers, time to the next acknowledged publish");
+    // A majority elects the first leader; the first kill must find all three up.
+    wait_for_all_following(&addrs, Duration::from_secs(60)).await?;
     let mut samples = Vec::new();
     for trial in 0..trials {
         let leader = wait_for_leader(&addrs, Duration::from_secs(30)).await?;
@@ -248,7 +280,10 @@ async fn failover(trials: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         );
         samples.push(elapsed);
         bench.cluster.start(leader)?;
-        // Let the restarted replica catch up before the next kill.
+        // The next kill must find three replicas up (on a loaded machine a restart can
+        // take seconds: killing a leader then would time two failures, not one), and
+        // the restarted one caught up.
+        wait_for_all_following(&addrs, Duration::from_secs(60)).await?;
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     let summary = summarize(samples);

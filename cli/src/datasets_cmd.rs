@@ -49,6 +49,7 @@ async fn show_info(client: &Client, name: &str, json: bool) -> anyhow::Result<()
                 "name": info.name, "kind": info.kind, "content_type": info.content_type,
                 "bytes": info.bytes, "attributes": info.attributes, "publisher": info.publisher,
                 "published_at_index": info.published_at_index, "collection": collection,
+                "availability": info.availability,
             })
         );
         return Ok(());
@@ -66,6 +67,16 @@ async fn show_info(client: &Client, name: &str, json: bool) -> anyhow::Result<()
         println!("rows:         {}", collection.rows);
         println!("chunks:       {}", collection.chunks.len());
         println!("replicas:     {}", collection.replicas);
+        if let Some(availability) = &info.availability {
+            let note = match availability.as_str() {
+                "available" => "every chunk has its replicas on live workers",
+                "degraded" => "every chunk has a live copy, some fewer than its replicas (being repaired)",
+                "recovering" => "some chunk has no live copy; it is being recomputed from lineage",
+                "lost" => "some chunk has no live copy and no lineage: the dataset cannot be read",
+                _ => "",
+            };
+            println!("availability: {availability} ({note})");
+        }
         if let Some(Ok(grid)) = cairn_client::grid::GridMeta::of_schema(&collection.schema) {
             println!("grid:");
             for (key, value) in grid.summary(collection.rows as usize) {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn_raft::{Bootstrap, NodeConfig, RaftSettings};
+use cairn_raft::{check_before_bootstrap, Bootstrap, BootstrapCheck, NodeConfig, RaftSettings};
 use cairn_scheduler::server::{InjectedBugs, SchedulerConfig};
 
 use crate::args::SchedulerArgs;
@@ -109,6 +109,25 @@ pub fn config(args: &SchedulerArgs) -> anyhow::Result<SchedulerConfig> {
     })
 }
 
+/// How long a replica about to bootstrap with an empty data dir waits for its peers
+/// to say whether they know it (a replica started alone waits this long once).
+pub const BOOTSTRAP_PROBE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The check before a bootstrap with `--peers` (`None` for `--join` or a restart).
+fn bootstrap_check(args: &SchedulerArgs, config: &SchedulerConfig) -> Option<BootstrapCheck> {
+    match &config.node.bootstrap {
+        Bootstrap::Peers { peers, token } => Some(BootstrapCheck {
+            node_id: config.node.node_id,
+            data_dir: config.node.data_dir.clone(),
+            peers: peers.clone(),
+            token: token.clone(),
+            listen: args.listen.clone(),
+            deadline: BOOTSTRAP_PROBE_DEADLINE,
+        }),
+        Bootstrap::Join | Bootstrap::RestartOnly => None,
+    }
+}
+
 /// Runs the replica until a shutdown signal.
 pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
@@ -116,9 +135,17 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         .listen
         .parse()
         .with_context(|| format!("--listen `{}` is not an ip:port address", args.listen))?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let mut listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    if let Some(check) = bootstrap_check(&args, &config) {
+        // With an empty data dir: refuse if a peer knows this replica (its data dir
+        // was lost). The port is bound first so that replicas starting together answer
+        // each other's probes.
+        listener = check_before_bootstrap(&check, listener)
+            .await
+            .with_context(|| format!("scheduler {} failed", args.id))?;
+    }
     cairn_scheduler::run(config, listener, shutdown_signal())
         .await
         .with_context(|| format!("scheduler {} failed", args.id))?;

@@ -35,7 +35,18 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                         "nthreads": worker.nthreads, "memory_limit": worker.memory_limit,
                         "managed_bytes": worker.managed_bytes, "spilled_bytes": worker.spilled_bytes,
                         "rss_bytes": worker.rss_bytes, "chunks": worker.chunks, "paused": worker.paused,
-                        "last_seen_ms_ago": worker.last_seen_ms_ago,
+                        "last_seen_ms_ago": worker.last_seen_ms_ago, "tasks_run": worker.tasks_run,
+                    })).collect::<Vec<_>>(),
+                    "recovery": json!({
+                        "failovers": status.recovery.failovers,
+                        "tasks_recomputed": status.recovery.tasks_recomputed,
+                        "chunks_reregistered": status.recovery.chunks_reregistered,
+                        "replicas_repaired": status.recovery.replicas_repaired,
+                    }),
+                    "unavailable": status.unavailable.iter().map(|dataset| json!({
+                        "name": dataset.name, "state": dataset.state, "chunks": dataset.chunks,
+                        "chunks_without_live_copy": dataset.chunks_without_live_copy,
+                        "chunks_below_replicas": dataset.chunks_below_replicas,
                     })).collect::<Vec<_>>(),
                 }),
                 Err(error) => json!({"addr": addr, "error": error.to_string()}),
@@ -90,6 +101,26 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 "tasks: {} in the replicated table; on the leader {waiting} waiting, {assigned} assigned to workers, {memory} held, {erred} failed",
                 status.tasks
             );
+        }
+        let recovery = status.recovery;
+        println!();
+        println!(
+            "recovery: {} failovers, {} tasks recomputed, {} results re-registered from workers, {} replicas repaired",
+            recovery.failovers, recovery.tasks_recomputed, recovery.chunks_reregistered, recovery.replicas_repaired
+        );
+        if status.unavailable.is_empty() {
+            println!("datasets: all fully available");
+        } else {
+            for dataset in &status.unavailable {
+                println!(
+                    "dataset {}: {} ({} of {} chunks without a live copy, {} below their replicas)",
+                    dataset.name,
+                    dataset.state.to_uppercase(),
+                    dataset.chunks_without_live_copy,
+                    dataset.chunks,
+                    dataset.chunks_below_replicas
+                );
+            }
         }
         println!();
         if status.workers.is_empty() {

@@ -96,6 +96,42 @@ pub struct NodeStatus {
     /// The worker registry as this replica applied it (memory figures from the
     /// leader only).
     pub workers: Vec<WorkerInfo>,
+    /// What the cluster did to survive failures (replicated: the same on every
+    /// replica up to its applied index).
+    pub recovery: RecoveryCounters,
+    /// Persisted datasets that are not fully available.
+    pub unavailable: Vec<DatasetAvailability>,
+}
+
+/// What the cluster did to survive failures since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryCounters {
+    /// Leaders that took over (one per term in which a leader started scheduling).
+    pub failovers: u64,
+    /// Task results computed again after being lost with their workers.
+    pub tasks_recomputed: u64,
+    /// Task results a new leader learned from reconnecting workers instead of
+    /// recomputing them.
+    pub chunks_reregistered: u64,
+    /// Copies of persisted chunks made to restore datasets' replica counts.
+    pub replicas_repaired: u64,
+}
+
+/// A persisted dataset that is not fully available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetAvailability {
+    /// The dataset.
+    pub name: String,
+    /// `degraded` (every chunk has a live copy, some fewer than its replicas),
+    /// `recovering` (some chunk has no live copy but can be recomputed from lineage)
+    /// or `lost` (some chunk has neither).
+    pub state: String,
+    /// Chunks in the dataset.
+    pub chunks: u64,
+    /// Chunks no live worker holds.
+    pub chunks_without_live_copy: u64,
+    /// Chunks with fewer live copies than the dataset's replicas.
+    pub chunks_below_replicas: u64,
 }
 
 struct Inner {
@@ -166,15 +202,26 @@ fn parse_addr(addr: &str) -> Result<String, Error> {
     Ok(trimmed.to_string())
 }
 
+/// How often a connection with calls in flight pings its peer.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before the connection is dropped.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A channel to `addr` that connects on first use.
 pub(crate) fn lazy_channel(addr: &str) -> Result<Channel, Error> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|error| Error::InvalidAddress {
         addr: addr.to_string(),
         reason: error.to_string(),
     })?;
+    // HTTP/2 pings on every call in flight: a peer that stops answering (a paused
+    // process, a cut link) fails the call within about three seconds, so the client
+    // tries another replica or copy instead of waiting out a long attempt (a graph
+    // submit or a wait may legitimately take minutes).
     Ok(endpoint
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .connect_lazy())
 }
 
@@ -613,6 +660,12 @@ impl Client {
         self.inner.options.timeout
     }
 
+    /// How long one attempt may take (and how long a worker may take to start
+    /// answering a chunk read before another copy is tried).
+    pub(crate) fn attempt_timeout(&self) -> Duration {
+        self.inner.options.attempt_timeout
+    }
+
     /// How long `compute`, `gather` and `result` wait for tasks.
     pub(crate) fn task_timeout(&self) -> Duration {
         self.inner.options.task_timeout
@@ -657,6 +710,7 @@ impl Client {
             publisher: info.publisher,
             published_at_index: info.published_at_index,
             collection,
+            availability: (!info.availability.is_empty()).then_some(info.availability),
         })
     }
 
@@ -743,6 +797,26 @@ impl Client {
                 .map(|member| (member.id, member.addr, member.role))
                 .collect(),
             workers: reply.workers.into_iter().map(WorkerInfo::from).collect(),
+            recovery: reply
+                .recovery
+                .map(|counters| RecoveryCounters {
+                    failovers: counters.failovers,
+                    tasks_recomputed: counters.tasks_recomputed,
+                    chunks_reregistered: counters.chunks_reregistered,
+                    replicas_repaired: counters.replicas_repaired,
+                })
+                .unwrap_or_default(),
+            unavailable: reply
+                .unavailable
+                .into_iter()
+                .map(|dataset| DatasetAvailability {
+                    name: dataset.name,
+                    state: dataset.state,
+                    chunks: dataset.chunks,
+                    chunks_without_live_copy: dataset.chunks_without_live_copy,
+                    chunks_below_replicas: dataset.chunks_below_replicas,
+                })
+                .collect(),
         })
     }
 

@@ -109,12 +109,31 @@ pub(crate) fn flight_client(channel: Channel) -> FlightClient {
 }
 
 /// Reads one chunk from a worker, whole.
-async fn fetch_chunk(channel: Channel, key: &str, schema: &SchemaRef) -> Result<RecordBatch, String> {
+/// Asks a worker for a chunk; the worker must start answering within `first_answer`
+/// (a stopped or hung worker must not hold a reader that could try another copy;
+/// the transfer itself may take as long as the chunk needs).
+async fn open_chunk(
+    channel: Channel,
+    key: &str,
+    first_answer: Duration,
+) -> Result<arrow_flight::decode::FlightRecordBatchStream, String> {
     let mut client = flight_client(channel);
     let ticket = Ticket {
         ticket: key.as_bytes().to_vec().into(),
     };
-    let stream = client.do_get(ticket).await.map_err(|error| error.to_string())?;
+    tokio::time::timeout(first_answer, client.do_get(ticket))
+        .await
+        .map_err(|_| format!("no answer within {first_answer:?}"))?
+        .map_err(|error| error.to_string())
+}
+
+async fn fetch_chunk(
+    channel: Channel,
+    key: &str,
+    schema: &SchemaRef,
+    first_answer: Duration,
+) -> Result<RecordBatch, String> {
+    let stream = open_chunk(channel, key, first_answer).await?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|error| error.to_string())?;
     match batches.as_slice() {
         [one] => Ok(one.clone()),
@@ -123,12 +142,12 @@ async fn fetch_chunk(channel: Channel, key: &str, schema: &SchemaRef) -> Result<
 }
 
 /// Reads one chunk from a worker, whole, whatever its schema.
-pub(crate) async fn fetch_whole_chunk(channel: Channel, key: &str) -> Result<RecordBatch, String> {
-    let mut client = flight_client(channel);
-    let ticket = Ticket {
-        ticket: key.as_bytes().to_vec().into(),
-    };
-    let mut stream = client.do_get(ticket).await.map_err(|error| error.to_string())?;
+pub(crate) async fn fetch_whole_chunk(
+    channel: Channel,
+    key: &str,
+    first_answer: Duration,
+) -> Result<RecordBatch, String> {
+    let mut stream = open_chunk(channel, key, first_answer).await?;
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
         batches.push(batch.map_err(|error| error.to_string())?);
@@ -202,7 +221,7 @@ impl Collection {
         loop {
             for location in locations.iter().filter(|location| !location.addr.is_empty()) {
                 let fetched = match self.client.channel(&location.addr) {
-                    Ok(channel) => fetch_chunk(channel, &chunk.key, &self.schema).await,
+                    Ok(channel) => fetch_chunk(channel, &chunk.key, &self.schema, self.client.attempt_timeout()).await,
                     Err(error) => Err(error.to_string()),
                 };
                 match fetched {
@@ -211,6 +230,19 @@ impl Collection {
                         tracing::debug!(chunk = %chunk.key, worker = %location.worker_id, %error, "chunk read failed; trying another worker");
                         errors.push(format!("worker {} at {}: {error}", location.worker_id, location.addr));
                     }
+                }
+            }
+            if !locations.iter().any(|location| location.live) {
+                // No live copy: a dataset that cannot be recomputed either is lost, and
+                // says so at once instead of being retried until the deadline.
+                let info = self.client.dataset_info(&self.name).await?;
+                if info.availability.as_deref() == Some("lost") {
+                    return Err(Error::Unavailable {
+                        message: format!(
+                            "dataset '{}' is lost: chunk {} has no live copy and no lineage to recompute it                              from (its workers are gone); `cairn status` lists unavailable datasets",
+                            self.name, chunk.key
+                        ),
+                    });
                 }
             }
             if Instant::now() >= deadline {

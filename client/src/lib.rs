@@ -57,7 +57,7 @@ mod upload;
 mod value;
 mod worker_api;
 
-pub use client::{parse_cluster, Client, ClientOptions, NodeStatus};
+pub use client::{parse_cluster, Client, ClientOptions, DatasetAvailability, NodeStatus, RecoveryCounters};
 pub use collection::{ChunkInfo, ChunkLocation, Collection};
 pub use datasets::Datasets;
 pub use error::Error;

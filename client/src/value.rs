@@ -185,4 +185,9 @@ pub struct DatasetInfo {
     pub published_at_index: u64,
     /// Schema, rows, chunks and locations of a persisted collection.
     pub collection: Option<CollectionInfo>,
+    /// For a persisted collection: `available` (every chunk has its replicas on live
+    /// workers), `degraded` (fewer copies than asked, none missing), `recovering`
+    /// (some chunk has no live copy but is being recomputed from lineage) or `lost`
+    /// (some chunk has neither: the dataset cannot be read).
+    pub availability: Option<String>,
 }

@@ -37,6 +37,8 @@ pub struct WorkerInfo {
     pub paused: Option<String>,
     /// Milliseconds since the leader heard from it (None: not since it became leader).
     pub last_seen_ms_ago: Option<u64>,
+    /// Operations its process has run since it started (from its last heartbeat).
+    pub tasks_run: u64,
 }
 
 impl WorkerInfo {
@@ -60,6 +62,7 @@ impl From<pb::WorkerStatus> for WorkerInfo {
             chunks: status.chunks,
             paused: (!status.paused.is_empty()).then_some(status.paused),
             last_seen_ms_ago: status.heartbeating.then_some(status.last_seen_ms_ago),
+            tasks_run: status.tasks_run,
         }
     }
 }
@@ -172,7 +175,7 @@ impl Client {
     /// ```
     pub async fn read_chunk_from(&self, addr: &str, key: &str) -> Result<arrow::array::RecordBatch, Error> {
         let channel = self.channel(addr)?;
-        crate::collection::fetch_whole_chunk(channel, key)
+        crate::collection::fetch_whole_chunk(channel, key, self.attempt_timeout())
             .await
             .map_err(|message| Error::Protocol {
                 message: format!("reading chunk {key} from {addr}: {message}"),

@@ -13,8 +13,9 @@ use cairn_jepsen::run::{self, RunConfig};
 use cairn_jepsen::workload::Workload;
 use clap::{Args, Parser, Subcommand};
 
-/// Cairn's fault-injection suite: runs real `cairn scheduler` processes, attacks
-/// them with nemeses while clients work, and checks every history.
+/// Cairn's fault-injection suite: runs real `cairn scheduler` and `cairn worker`
+/// processes, attacks them with nemeses while clients work, and checks every
+/// history.
 #[derive(Debug, Parser)]
 #[command(name = "cairn-jepsen", version, about)]
 struct Cli {
@@ -25,10 +26,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a cluster, run a workload under faults, check the history, write a report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Re-check a stored history (`history.jsonl` of a run directory).
     Check(CheckArgs),
-    /// Remove the namespaces, bridges and processes of runs that were SIGKILLed.
+    /// Remove the namespaces, bridges, processes and worker disks (tmpfs) of runs
+    /// that were SIGKILLed.
     Clean,
 }
 
@@ -37,10 +39,22 @@ struct RunArgs {
     /// Scheduler replicas (3 or 5).
     #[arg(long, default_value_t = 3)]
     nodes: u64,
+    /// `cairn worker` processes (default: 3 for the data and graph workloads, else 0).
+    #[arg(long)]
+    workers: Option<u64>,
+    /// Each worker's --memory-limit.
+    #[arg(long, default_value = "512MiB")]
+    worker_memory: String,
+    /// As root, each worker's data dir is a tmpfs of this many MiB (the full-disk
+    /// nemesis fills it); 0: plain directories.
+    #[arg(long, default_value_t = 256)]
+    worker_disk_mib: u64,
     /// Seconds the workload runs under faults (the final heal and reads come after).
     #[arg(long, default_value_t = 60)]
     time_limit: u64,
-    /// Faults, comma-separated: kill, pause, partition, netem, membership; or all, none.
+    /// Faults, comma-separated: kill, pause, partition, netem, membership (schedulers);
+    /// kill-worker, pause-worker, partition-worker, full-disk (workers); restart-all
+    /// (every process); or all, none.
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Partition shapes to choose from: halves, leader, bridge, ring (5+ nodes), all.
@@ -49,8 +63,14 @@ struct RunArgs {
     /// Mean seconds between faults and mean length of a fault.
     #[arg(long, default_value_t = 6)]
     nemesis_interval: u64,
-    /// catalog (registers: publish/override/unpublish/get/list) or durable (a set of
-    /// fresh publishes read back at the end).
+    /// Never two faults at once: with kill, pause and partition on 3 or 5 nodes a
+    /// majority of schedulers can then always reach each other, so the longest stretch
+    /// without an answer measures failover alone.
+    #[arg(long)]
+    one_fault_at_a_time: bool,
+    /// catalog (registers: publish/override/unpublish/get/list), durable (a set of
+    /// fresh publishes read back at the end), data (persisted datasets of known
+    /// content, put and read back) or graph (task graphs of known results).
     #[arg(long, default_value = "catalog")]
     workload: String,
     /// Concurrent clients, each its own cairn_client::Client.
@@ -120,10 +140,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => runtime.block_on(run_command(args)),
+        Command::Run(args) => runtime.block_on(run_command(*args)),
         Command::Check(args) => check_command(args),
         Command::Clean => {
-            let removed = cairn_jepsen::net::NetnsNetwork::remove_all_leftovers();
+            let mut removed = cairn_jepsen::net::NetnsNetwork::remove_all_leftovers();
+            removed.extend(
+                cairn_jepsen::net::unmount_all_leftover_disks()
+                    .into_iter()
+                    .map(|point| format!("tmpfs {point}")),
+            );
             if removed.is_empty() {
                 println!("nothing to clean");
             }
@@ -164,6 +189,13 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.concurrency == 0 {
         anyhow::bail!("--concurrency must be at least 1");
     }
+    let workers = args.workers.unwrap_or(if workload.needs_workers() { 3 } else { 0 });
+    if workload.needs_workers() && workers == 0 {
+        anyhow::bail!("the {} workload needs workers (--workers 1 or more)", workload.as_str());
+    }
+    if workers > 50 {
+        anyhow::bail!("--workers must be at most 50");
+    }
     let binary = match args.binary {
         Some(binary) => binary,
         None => default_binary()?,
@@ -193,6 +225,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         faults,
         shapes,
         nemesis_interval: Duration::from_secs(args.nemesis_interval.max(1)),
+        one_fault_at_a_time: args.one_fault_at_a_time,
         workload,
         concurrency: args.concurrency,
         seed,
@@ -204,12 +237,16 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         op_timeout: Duration::from_millis(args.op_timeout_ms.max(1000)),
         netns,
         keep_data: args.keep_data,
+        workers,
+        worker_memory: args.worker_memory,
+        worker_disk_mib: args.worker_disk_mib,
     };
     eprintln!(
-        "cairn-jepsen: workload {} nemesis {} nodes {} concurrency {} time limit {} s seed {} -> {}",
+        "cairn-jepsen: workload {} nemesis {} nodes {} workers {} concurrency {} time limit {} s seed {} -> {}",
         workload.as_str(),
         args.nemesis,
         config.nodes,
+        config.workers,
         config.concurrency,
         args.time_limit,
         seed,
@@ -266,6 +303,7 @@ fn print_summary(ops: &[Op], verdicts: &[Verdict]) {
         "{:<10} {:>7} {:>6} {:>6} {:>9} {:>9} {:>9}",
         "op", "ok", "fail", "info", "p50 ms", "p99 ms", "max ms"
     );
+    // (Nemesis events, status samples and probes are not client operations.)
     for summary in report::summarize(ops) {
         println!(
             "{:<10} {:>7} {:>6} {:>6} {:>9.1} {:>9.1} {:>9.1}",
@@ -294,7 +332,7 @@ fn print_summary(ops: &[Op], verdicts: &[Verdict]) {
             .map(|(key, value)| format!("{key}={value}"))
             .collect();
         println!(
-            "{:<13} {:<8} {}",
+            "{:<17} {:<8} {}",
             verdict.checker,
             format!("{:?}", verdict.validity).to_uppercase(),
             stats.join(" ")

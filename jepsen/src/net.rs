@@ -1,14 +1,83 @@
-//! The network the nodes live on: with root, one network namespace per node, each
-//! with a veth pair on a bridge in the root namespace and its own address, so the
-//! links between nodes can be cut (iptables DROP rules inside the namespaces) and
-//! degraded (`tc netem`). Without root, every node listens on loopback and the
-//! network nemeses are unavailable.
+//! The network the processes live on: with root, one network namespace per
+//! process (scheduler `cj<tag>n<id>`, worker `cj<tag>w<id>`), each with a veth pair
+//! on a bridge in the root namespace and its own address, so the links between them
+//! can be cut (iptables DROP rules inside the namespaces) and degraded (`tc netem`).
+//! The clients run in the root namespace and reach every process over the bridge.
+//! Without root, every process listens on loopback and the network nemeses are
+//! unavailable.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context};
+
+/// One process of the cluster under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Host {
+    /// Scheduler replica `id` (`n<id>`).
+    Scheduler(u64),
+    /// Worker `id` (`w<id>`).
+    Worker(u64),
+}
+
+impl Host {
+    /// The letter in its names: `n` for schedulers, `w` for workers.
+    fn letter(self) -> char {
+        match self {
+            Host::Scheduler(_) => 'n',
+            Host::Worker(_) => 'w',
+        }
+    }
+
+    /// The letter of its veth pair's host side: `v` for schedulers, `u` for workers.
+    fn veth_letter(self) -> char {
+        match self {
+            Host::Scheduler(_) => 'v',
+            Host::Worker(_) => 'u',
+        }
+    }
+
+    /// Its number.
+    pub fn id(self) -> u64 {
+        match self {
+            Host::Scheduler(id) | Host::Worker(id) => id,
+        }
+    }
+
+    /// The last byte of its address: 10 + id for schedulers, 100 + id for workers.
+    fn octet(self) -> u64 {
+        match self {
+            Host::Scheduler(id) => 10 + id,
+            Host::Worker(id) => 100 + id,
+        }
+    }
+
+    /// Whether it is a worker.
+    pub fn is_worker(self) -> bool {
+        matches!(self, Host::Worker(_))
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.letter(), self.id())
+    }
+}
+
+/// `cj<tag><letter><id>` split, if `name` has that form.
+fn parse_ours(name: &str, letters: &[char]) -> Option<(u32, char, u32)> {
+    let rest = name.strip_prefix("cj")?;
+    let at = rest.find(|c: char| !c.is_ascii_digit())?;
+    let (tag, rest) = rest.split_at(at);
+    let letter = rest.chars().next()?;
+    let id = &rest[letter.len_utf8()..];
+    if !letters.contains(&letter) {
+        return None;
+    }
+    Some((tag.parse().ok()?, letter, id.parse().ok()?))
+}
 
 /// The iptables chain (inside each node's namespace) holding partition rules.
 const PARTITION_CHAIN: &str = "cairn-partition";
@@ -78,10 +147,10 @@ pub struct NetnsNetwork {
     tag: u32,
     /// The bridge in the root namespace.
     bridge: String,
-    /// Node id → namespace name.
-    namespaces: BTreeMap<u64, String>,
-    /// Node id → address (no port).
-    ips: BTreeMap<u64, String>,
+    /// Process → namespace name.
+    namespaces: BTreeMap<Host, String>,
+    /// Process → address (no port).
+    ips: BTreeMap<Host, String>,
     /// How `netem` works on this kernel.
     pub netem_mode: NetemMode,
     /// Whether `teardown` already ran.
@@ -90,18 +159,28 @@ pub struct NetnsNetwork {
 
 impl NetnsNetwork {
     /// The names used for `tag`.
-    fn names(tag: u32, ids: &[u64]) -> (String, BTreeMap<u64, String>, BTreeMap<u64, String>) {
+    fn names(tag: u32, hosts: &[Host]) -> (String, BTreeMap<Host, String>, BTreeMap<Host, String>) {
         let bridge = format!("cjbr{tag}");
-        let namespaces = ids.iter().map(|id| (*id, format!("cj{tag}n{id}"))).collect();
-        let ips = ids.iter().map(|id| (*id, format!("10.77.{tag}.{}", 10 + id))).collect();
+        let namespaces = hosts
+            .iter()
+            .map(|host| (*host, format!("cj{tag}{}{}", host.letter(), host.id())))
+            .collect();
+        let ips = hosts
+            .iter()
+            .map(|host| (*host, format!("10.77.{tag}.{}", host.octet())))
+            .collect();
         (bridge, namespaces, ips)
     }
 
-    /// Creates a namespace per node on a fresh bridge. `tag` (1..=250) keeps
+    fn veth(&self, host: Host) -> String {
+        format!("cj{}{}{}", self.tag, host.veth_letter(), host.id())
+    }
+
+    /// Creates a namespace per process on a fresh bridge. `tag` (1..=250) keeps
     /// concurrent runs apart; leftovers of an earlier run with the same tag are
     /// removed first.
-    pub fn create(tag: u32, ids: &[u64]) -> anyhow::Result<NetnsNetwork> {
-        let (bridge, namespaces, ips) = NetnsNetwork::names(tag, ids);
+    pub fn create(tag: u32, hosts: &[Host]) -> anyhow::Result<NetnsNetwork> {
+        let (bridge, namespaces, ips) = NetnsNetwork::names(tag, hosts);
         let mut network = NetnsNetwork {
             tag,
             bridge,
@@ -125,7 +204,7 @@ impl NetnsNetwork {
         )?;
         run("ip", &["link", "set", &bridge, "up"])?;
         for (id, ns) in &self.namespaces {
-            let host_side = format!("cj{}v{id}", self.tag);
+            let host_side = self.veth(*id);
             run("ip", &["netns", "add", ns])?;
             run(
                 "ip",
@@ -167,22 +246,22 @@ impl NetnsNetwork {
         }
     }
 
-    /// The namespace of node `id`.
-    pub fn namespace(&self, id: u64) -> Option<&str> {
-        self.namespaces.get(&id).map(String::as_str)
+    /// The namespace of `host`.
+    pub fn namespace(&self, host: Host) -> Option<&str> {
+        self.namespaces.get(&host).map(String::as_str)
     }
 
-    /// The address node `id` listens on.
-    pub fn addr(&self, id: u64) -> String {
+    /// The address `host` listens on.
+    pub fn addr(&self, host: Host) -> String {
         format!(
             "{}:{NODE_PORT}",
-            self.ips.get(&id).map(String::as_str).unwrap_or("0.0.0.0")
+            self.ips.get(&host).map(String::as_str).unwrap_or("0.0.0.0")
         )
     }
 
-    /// Cuts the links given by `grudge`: node → the nodes it must not hear from.
-    /// Replaces any earlier partition.
-    pub fn partition(&self, grudge: &BTreeMap<u64, BTreeSet<u64>>) -> anyhow::Result<()> {
+    /// Cuts the links given by `grudge`: process → the processes it must not hear
+    /// from. Replaces any earlier partition.
+    pub fn partition(&self, grudge: &BTreeMap<Host, BTreeSet<Host>>) -> anyhow::Result<()> {
         self.heal_partition()?;
         for (node, enemies) in grudge {
             let Some(ns) = self.namespaces.get(node) else { continue };
@@ -204,7 +283,7 @@ impl NetnsNetwork {
 
     /// Degrades the links of `nodes` (delay/loss/reorder with netem, else loss and a
     /// slow link). Returns a description of what was applied.
-    pub fn degrade(&self, nodes: &[u64], delay_ms: u64, loss_percent: u32) -> anyhow::Result<String> {
+    pub fn degrade(&self, nodes: &[Host], delay_ms: u64, loss_percent: u32) -> anyhow::Result<String> {
         for node in nodes {
             let Some(ns) = self.namespaces.get(node) else { continue };
             match self.netem_mode {
@@ -304,11 +383,7 @@ impl NetnsNetwork {
         let mut removed = Vec::new();
         let listed = run("ip", &["netns", "list"]).unwrap_or_default();
         for ns in listed.lines().filter_map(|line| line.split_whitespace().next()) {
-            let is_ours = ns.strip_prefix("cj").is_some_and(|rest| {
-                rest.split_once('n')
-                    .is_some_and(|(tag, id)| tag.parse::<u32>().is_ok() && id.parse::<u32>().is_ok())
-            });
-            if is_ours {
+            if parse_ours(ns, &['n', 'w']).is_some() {
                 kill_namespace_processes(ns);
                 let _ = run("ip", &["netns", "del", ns]);
                 removed.push(format!("namespace {ns}"));
@@ -318,10 +393,7 @@ impl NetnsNetwork {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let is_bridge = name.strip_prefix("cjbr").is_some_and(|tag| tag.parse::<u32>().is_ok());
-                let is_veth = name.strip_prefix("cj").is_some_and(|rest| {
-                    rest.split_once('v')
-                        .is_some_and(|(tag, id)| tag.parse::<u32>().is_ok() && id.parse::<u32>().is_ok())
-                });
+                let is_veth = parse_ours(&name, &['v', 'u']).is_some();
                 if is_bridge || is_veth {
                     let _ = run("ip", &["link", "del", &name]);
                     removed.push(format!("link {name}"));
@@ -346,11 +418,28 @@ impl NetnsNetwork {
             kill_namespace_processes(ns);
             let _ = run("ip", &["netns", "del", ns]);
         }
-        for id in self.namespaces.keys() {
-            let _ = run("ip", &["link", "del", &format!("cj{}v{id}", self.tag)]);
+        for host in self.namespaces.keys() {
+            let _ = run("ip", &["link", "del", &self.veth(*host)]);
         }
         let _ = run("ip", &["link", "del", &self.bridge]);
     }
+}
+
+/// Unmounts every tmpfs a run mounted for its workers' data dirs (source
+/// `cjdisk<tag>`), whatever run left it; returns the mount points.
+pub fn unmount_all_leftover_disks() -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut removed = Vec::new();
+    for line in mounts.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(source), Some(point)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if source.starts_with("cjdisk") && run("umount", &["-l", point]).is_ok() {
+            removed.push(point.to_string());
+        }
+    }
+    removed
 }
 
 /// SIGKILLs every process in namespace `ns`.
@@ -365,5 +454,32 @@ fn kill_namespace_processes(ns: &str) {
 impl Drop for NetnsNetwork {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_our_interfaces_are_recognised() {
+        assert_eq!(parse_ours("cj12n3", &['n', 'w']), Some((12, 'n', 3)));
+        assert_eq!(parse_ours("cj12w10", &['n', 'w']), Some((12, 'w', 10)));
+        assert_eq!(parse_ours("cj12u1", &['v', 'u']), Some((12, 'u', 1)));
+        assert_eq!(parse_ours("cjbr12", &['n', 'w']), None);
+        assert_eq!(parse_ours("cj12x1", &['n', 'w']), None);
+        assert_eq!(parse_ours("cjprobe1-2", &['n', 'w']), None);
+        assert_eq!(parse_ours("eth0", &['v', 'u']), None);
+    }
+
+    #[test]
+    fn schedulers_and_workers_get_distinct_names_and_addresses() {
+        let hosts = [Host::Scheduler(1), Host::Worker(1)];
+        let (_, namespaces, ips) = NetnsNetwork::names(7, &hosts);
+        assert_eq!(namespaces[&Host::Scheduler(1)], "cj7n1");
+        assert_eq!(namespaces[&Host::Worker(1)], "cj7w1");
+        assert_eq!(ips[&Host::Scheduler(1)], "10.77.7.11");
+        assert_eq!(ips[&Host::Worker(1)], "10.77.7.101");
+        assert_eq!(Host::Worker(2).to_string(), "w2");
     }
 }

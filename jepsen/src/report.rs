@@ -42,10 +42,33 @@ const MAX_NAMES: usize = 20;
 /// Throughput and availability buckets at most (the bucket is 1 s unless the run is longer).
 const MAX_BUCKETS: f64 = 3000.0;
 
-/// Every operation type, in the order of the report.
-const ALL_FNS: [OpFn; 5] = [OpFn::Publish, OpFn::Override, OpFn::Unpublish, OpFn::Get, OpFn::List];
+/// Every client operation type, in the order of the report (the nemesis' and the
+/// status sampler's entries are not client operations and are left out of the
+/// charts and tables).
+const ALL_FNS: [OpFn; 9] = [
+    OpFn::Publish,
+    OpFn::Override,
+    OpFn::Unpublish,
+    OpFn::Get,
+    OpFn::List,
+    OpFn::Put,
+    OpFn::Read,
+    OpFn::Submit,
+    OpFn::Gather,
+];
 /// Fault types with a colour of their own.
-const KNOWN_FAULTS: [&str; 5] = ["kill", "pause", "partition", "netem", "membership"];
+const KNOWN_FAULTS: [&str; 10] = [
+    "kill",
+    "pause",
+    "partition",
+    "netem",
+    "membership",
+    "kill-worker",
+    "pause-worker",
+    "partition-worker",
+    "full-disk",
+    "restart-all",
+];
 
 /// Chart geometry (px).
 const W: f64 = 900.0;
@@ -295,7 +318,7 @@ fn complete(history: &[Op]) -> Vec<Completed> {
     let mut pending: HashMap<u64, &Op> = HashMap::new();
     let mut dangling: Vec<&Op> = Vec::new();
     let mut done = Vec::with_capacity(history.len() / 2 + 1);
-    for op in history {
+    for op in history.iter().filter(|op| op.f.is_client_op()) {
         match op.kind {
             OpType::Invoke => {
                 if let Some(previous) = pending.insert(op.process, op) {
@@ -1104,6 +1127,55 @@ fn op_row(op: &Op) -> String {
     if let Some(error) = &op.error {
         what.push(format!("error {}", esc(error)));
     }
+    if let Some(data) = &op.extra.data {
+        what.push(format!(
+            "dataset seed {} × {} chunks of {} rows, +{}, {} replicas{}",
+            data.seed,
+            data.chunks,
+            data.rows_per_chunk,
+            data.plus,
+            data.replicas,
+            data.source
+                .as_deref()
+                .map_or_else(String::new, |source| format!(", from {}", esc(source)))
+        ));
+    }
+    if let Some(content) = &op.extra.content {
+        what.push(format!(
+            "content {} rows in {} chunks, fnv {}",
+            content.rows,
+            content.chunks,
+            esc(&content.checksum)
+        ));
+    }
+    if let Some(graph) = &op.extra.graph {
+        what.push(format!(
+            "graph {} chains of {} inc from {}, sum fan-in {} ({} tasks, expects {})",
+            graph.leaves,
+            graph.length,
+            graph.base,
+            graph.fanout,
+            graph.tasks,
+            graph.expected()
+        ));
+    }
+    if let Some(result) = op.extra.result {
+        what.push(format!("result {result}"));
+    }
+    if let Some(counters) = &op.extra.counters {
+        what.push(format!(
+            "n{} term {}: failovers {}, recomputed {}, re-registered {}, repaired {}",
+            counters.leader,
+            counters.term,
+            counters.failovers,
+            counters.tasks_recomputed,
+            counters.chunks_reregistered,
+            counters.replicas_repaired
+        ));
+    }
+    if let Some(note) = &op.extra.nemesis {
+        what.push(format!("{:?}: {}", note.phase, esc(&note.detail)).to_lowercase());
+    }
     if op.is_final {
         what.push("(final read)".to_string());
     }
@@ -1241,6 +1313,11 @@ fn op_colour(f: OpFn) -> &'static str {
         OpFn::Unpublish => "#e377c2",
         OpFn::Get => "#2ca02c",
         OpFn::List => "#bcbd22",
+        OpFn::Put => "#1f77b4",
+        OpFn::Read => "#2ca02c",
+        OpFn::Submit => "#9467bd",
+        OpFn::Gather => "#8c564b",
+        OpFn::Status | OpFn::Probe | OpFn::Nemesis => "#7f7f7f",
     }
 }
 
@@ -1258,6 +1335,11 @@ fn fault_colour(fault: &str) -> &'static str {
         "partition" => "#9467bd",
         "netem" => "#8c564b",
         "membership" => "#e6ab02",
+        "kill-worker" => "#e7298a",
+        "pause-worker" => "#fdae6b",
+        "partition-worker" => "#6a51a3",
+        "full-disk" => "#17becf",
+        "restart-all" => "#000000",
         _ => "#7f7f7f",
     }
 }
@@ -1375,6 +1457,7 @@ mod tests {
             names: None,
             error: None,
             is_final: false,
+            extra: Default::default(),
         }
     }
 
@@ -1572,7 +1655,7 @@ mod tests {
         assert_eq!(page.matches("r=\"2\"/>").count(), 4);
         assert_eq!(page.matches("class=\"xf\"").count(), 2);
         assert_eq!(page.matches("class=\"xi\"").count(), 2);
-        for f in ALL_FNS {
+        for f in &ALL_FNS[..5] {
             assert!(page.contains(&format!("<td>{}</td>", f.as_str())));
         }
         assert!(page.contains("could not pause n3"));

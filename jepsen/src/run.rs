@@ -11,11 +11,18 @@ use tokio::sync::watch;
 
 use crate::check::verdict::{Anomaly, Validity, Verdict};
 use crate::check::{self, CheckOptions};
-use crate::cluster::{Cluster, ClusterConfig};
-use crate::history::{self, NemesisPhase};
+use crate::cluster::{Cluster, ClusterConfig, CounterSampler};
+use crate::history::{self, Extra, NemesisPhase, OpFn, OpType};
 use crate::nemesis::{self, Fault, NemesisConfig, Shape, Timeline};
 use crate::report::{self, ReportMeta};
-use crate::workload::{self, KeyPool, Recorder, WorkerContext, Workload};
+use crate::workload::{self, data, graph, Event, KeyPool, Leftovers, Recorder, WorkerContext, Workload};
+
+/// The history's process id of the status sampler.
+pub const STATUS_PROCESS: u64 = 9_000_000_002;
+/// How often the status sampler reads the leader's recovery counters.
+const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+/// How long the final phase may take.
+const FINAL_LIMIT: Duration = Duration::from_secs(120);
 
 /// Everything a run needs.
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +41,8 @@ pub struct RunConfig {
     pub shapes: Vec<Shape>,
     /// Mean quiet period and fault length.
     pub nemesis_interval: Duration,
+    /// Never two faults at once.
+    pub one_fault_at_a_time: bool,
     /// The workload.
     #[serde(serialize_with = "serialize_workload")]
     pub workload: Workload,
@@ -57,6 +66,12 @@ pub struct RunConfig {
     pub netns: bool,
     /// Keep the nodes' data dirs after the run.
     pub keep_data: bool,
+    /// `cairn worker` processes.
+    pub workers: u64,
+    /// Each worker's `--memory-limit`.
+    pub worker_memory: String,
+    /// Each worker's tmpfs data dir, in MiB (root only).
+    pub worker_disk_mib: u64,
 }
 
 fn serialize_faults<S: serde::Serializer>(faults: &[Fault], serializer: S) -> Result<S::Ok, S::Error> {
@@ -90,22 +105,33 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunOutcome> {
     std::fs::create_dir_all(&config.out_dir).with_context(|| format!("cannot create {}", config.out_dir.display()))?;
     std::fs::write(config.out_dir.join("run.json"), serde_json::to_string_pretty(&config)?)?;
     let start = Instant::now();
-    let timeline = Arc::new(Timeline::new(start));
     let recorder = Arc::new(Recorder::new(start));
+    let timeline = Arc::new(Timeline::with_recorder(recorder.clone()));
     let mut faults = config.faults.clone();
-    if !config.netns {
-        let skipped: Vec<&str> = faults.iter().filter(|f| f.needs_netns()).map(|f| f.as_str()).collect();
+    let skip = |faults: &mut Vec<Fault>, applies: &dyn Fn(Fault) -> bool, why: &str| {
+        let skipped: Vec<&str> = faults.iter().filter(|f| applies(**f)).map(|f| f.as_str()).collect();
         if !skipped.is_empty() {
             timeline.record(
                 NemesisPhase::Info,
                 "setup",
-                format!(
-                    "SKIPPING {}: the nodes run on loopback (network namespaces need root)",
-                    skipped.join(", ")
-                ),
+                format!("SKIPPING {}: {why}", skipped.join(", ")),
             );
         }
-        faults.retain(|fault| !fault.needs_netns());
+        faults.retain(|fault| !applies(*fault));
+    };
+    if config.workers == 0 {
+        skip(
+            &mut faults,
+            &Fault::needs_workers,
+            "the run has no workers (--workers 0)",
+        );
+    }
+    if !config.netns {
+        skip(
+            &mut faults,
+            &Fault::needs_netns,
+            "the processes run on loopback (network namespaces need root)",
+        );
     }
 
     let cluster = Cluster::create(ClusterConfig {
@@ -115,7 +141,18 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunOutcome> {
         use_netns: config.netns,
         inject_bug: config.inject_bug.clone(),
         snapshot_every: config.snapshot_every,
+        workers: config.workers,
+        worker_memory: config.worker_memory.clone(),
+        worker_disk_mib: config.worker_disk_mib,
+        keep_data: config.keep_data,
     })?;
+    if !cluster.has_worker_disks() {
+        skip(
+            &mut faults,
+            &Fault::needs_worker_disks,
+            "the workers' data dirs are not their own tmpfs (mounting one needs root)",
+        );
+    }
     if let Some(network) = &cluster.network {
         if network.netem_mode == crate::net::NetemMode::LossAndSlowLink && faults.contains(&Fault::Netem) {
             timeline.record(
@@ -156,6 +193,23 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunOutcome> {
             ("workload".to_string(), config.workload.as_str().to_string()),
             ("nemesis".to_string(), describe_faults(&config.faults)),
             ("nodes".to_string(), config.nodes.to_string()),
+            (
+                "workers".to_string(),
+                if config.workers == 0 {
+                    "none".to_string()
+                } else {
+                    format!(
+                        "{} (memory limit {}, {})",
+                        config.workers,
+                        config.worker_memory,
+                        if config.worker_disk_mib > 0 && crate::net::is_root() {
+                            format!("a {} MiB tmpfs data dir each", config.worker_disk_mib)
+                        } else {
+                            "data dirs on the run's disk".to_string()
+                        }
+                    )
+                },
+            ),
             (
                 "network".to_string(),
                 if config.netns { "namespaces" } else { "loopback" }.to_string(),
@@ -225,6 +279,40 @@ fn recovery_verdict(final_complete: bool, interrupted: bool) -> Verdict {
     }
 }
 
+/// Records one sample of the leader's recovery counters as a `status` operation
+/// (`is_final` for the last one, after the final phase: it also marks that the
+/// final phase ran).
+async fn sample_counters(recorder: &Recorder, sampler: &CounterSampler, is_final: bool) {
+    let event = |kind: OpType, error: Option<String>, extra: Extra| Event {
+        process: STATUS_PROCESS,
+        kind,
+        f: OpFn::Status,
+        key: Some("leader".to_string()),
+        value: None,
+        names: None,
+        error,
+        is_final,
+        extra,
+    };
+    recorder.record(event(OpType::Invoke, None, Extra::default()));
+    match sampler.sample().await {
+        Ok(counters) => {
+            let error = counters
+                .is_none()
+                .then(|| "the leader reports no recovery counters".to_string());
+            recorder.record(event(
+                OpType::Ok,
+                error,
+                Extra {
+                    counters,
+                    ..Extra::default()
+                },
+            ));
+        }
+        Err(error) => recorder.record(event(OpType::Fail, Some(format!("{error:#}")), Extra::default())),
+    }
+}
+
 /// Setup, workload + nemesis, heal, final reads. Returns (final reads complete,
 /// interrupted).
 async fn drive(
@@ -254,13 +342,13 @@ async fn drive(
                 _ = terminated => true,
             };
             if signalled {
-                eprintln!("interrupted: healing, stopping the nodes and removing the namespaces");
+                eprintln!("interrupted: healing, stopping the processes and removing the namespaces");
                 interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = stop_tx.send(true);
             }
         });
     }
-    {
+    let sampler = {
         let mut cluster = cluster.lock().await;
         cluster.start_all()?;
         let leader = cluster.wait_healthy(Duration::from_secs(60)).await?;
@@ -273,14 +361,54 @@ async fn drive(
                 cluster.addrs().join(" ")
             ),
         );
-    }
+        if config.workers > 0 {
+            cluster.wait_workers(Duration::from_secs(60)).await?;
+            let addrs: Vec<String> = cluster
+                .worker_ids()
+                .into_iter()
+                .map(|id| format!("w{id} {}", cluster.worker_addr(id)))
+                .collect();
+            timeline.record(
+                NemesisPhase::Info,
+                "setup",
+                format!("{} workers up: {}", config.workers, addrs.join(" ")),
+            );
+            Some(Arc::new(CounterSampler::new(
+                &cluster.addrs(),
+                Duration::from_millis(800),
+            )?))
+        } else {
+            None
+        }
+    };
+    let sampling = sampler.clone().map(|sampler| {
+        let recorder = recorder.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                sample_counters(&recorder, &sampler, false).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    });
     let keys = Arc::new(KeyPool::new(config.keys, config.ops_per_key));
+    let pool = Arc::new(data::DataPool::default());
+    let replicas = config.workers.clamp(1, 2) as u32;
+    let nonce = format!("{:08x}", config.seed as u32);
+    let client_timeout = config.op_timeout.saturating_sub(Duration::from_millis(500));
     let mut workers = Vec::new();
     for worker in 0..config.concurrency {
         let client = cluster
             .lock()
             .await
-            .client(config.op_timeout.saturating_sub(Duration::from_millis(500)))
+            .client_for_tasks(
+                client_timeout,
+                client_timeout.min(Duration::from_secs(1)),
+                client_timeout,
+            )
             .await?;
         workers.push(tokio::spawn(workload::worker(WorkerContext {
             workload: config.workload,
@@ -292,6 +420,9 @@ async fn drive(
             seed: config.seed.wrapping_add(1 + worker),
             op_timeout: config.op_timeout,
             stop: stop_rx.clone(),
+            pool: pool.clone(),
+            replicas,
+            nonce: nonce.clone(),
         })));
     }
     let nemesis = tokio::spawn(nemesis::run(
@@ -300,6 +431,7 @@ async fn drive(
             shapes: config.shapes.clone(),
             interval: config.nemesis_interval,
             seed: config.seed,
+            one_at_a_time: config.one_fault_at_a_time,
         },
         cluster.clone(),
         timeline.clone(),
@@ -328,14 +460,21 @@ async fn drive(
         _ = stop_wait.changed() => {}
     }
     let _ = stop_tx.send(true);
+    let mut leftovers = Leftovers::default();
     for worker in workers {
-        let _ = worker.await;
+        if let Ok(left) = worker.await {
+            leftovers.graphs.extend(left.graphs);
+        }
     }
     let _ = nemesis.await;
     progress.abort();
+    if let Some(sampling) = sampling {
+        let _ = sampling.await;
+    }
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok((false, true));
     }
+    let final_timeout = config.op_timeout.max(Duration::from_secs(10));
     let client = {
         let mut cluster = cluster.lock().await;
         nemesis::heal_all(&mut cluster, &timeline).await;
@@ -343,10 +482,42 @@ async fn drive(
             Ok(leader) => timeline.record(NemesisPhase::Info, "heal", format!("healthy again, n{leader} leads")),
             Err(error) => timeline.record(NemesisPhase::Info, "heal", format!("{error:#}")),
         }
-        cluster.client(Duration::from_secs(5)).await?
+        if config.workers > 0 {
+            match cluster.wait_workers(Duration::from_secs(60)).await {
+                Ok(()) => timeline.record(NemesisPhase::Info, "heal", "every worker alive and connected"),
+                Err(error) => timeline.record(NemesisPhase::Info, "heal", format!("{error:#}")),
+            }
+        }
+        let timeout = final_timeout.saturating_sub(Duration::from_millis(500));
+        cluster
+            .client_for_tasks(timeout, timeout.min(Duration::from_secs(2)), timeout)
+            .await?
     };
     eprintln!("final reads ...");
-    let complete = workload::final_reads(recorder, client, 1_000_000, Duration::from_secs(90)).await;
+    let complete = match config.workload {
+        Workload::Catalog | Workload::Durable => {
+            workload::final_reads(recorder.clone(), client, 1_000_000, Duration::from_secs(90)).await
+        }
+        Workload::Data => {
+            data::final_reads(recorder.clone(), client, &pool, 1_000_000, FINAL_LIMIT, final_timeout).await
+        }
+        Workload::Graph => {
+            graph::final_gathers(
+                recorder.clone(),
+                client,
+                leftovers.graphs,
+                1_000_000,
+                FINAL_LIMIT,
+                final_timeout,
+            )
+            .await
+        }
+    };
+    if let Some(sampler) = &sampler {
+        // The last sample, after everything healed and settled: the counters' totals.
+        tokio::time::sleep(SAMPLE_EVERY).await;
+        sample_counters(&recorder, sampler, true).await;
+    }
     Ok((complete, interrupted.load(std::sync::atomic::Ordering::SeqCst)))
 }
 

@@ -7,10 +7,17 @@
 //!   client in five only reads.
 //! - `durable`: publishes of fresh names with unique values; at the end, every
 //!   acknowledged publish must be readable with exactly its value.
+//! - `data` ([`data`]): puts of persisted datasets of known content (uploaded, or
+//!   derived from another by an `inc` task per partition), and reads of them.
+//! - `graph` ([`graph`]): task graphs with known results (chains of `inc` summed by
+//!   trees of `sum`), submitted and gathered.
 //!
-//! Both end with a final phase of reads after every fault has healed.
+//! Each ends with a final phase after every fault has healed: reads of every name
+//! (catalog, durable), of every dataset (data), the result of every graph not yet
+//! gathered (graph).
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +27,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
-use crate::history::{Op, OpFn, OpType};
+use crate::history::{Extra, Op, OpFn, OpType};
+
+pub mod data;
+pub mod graph;
+
+/// How long a data or graph client waits after an operation the cluster refused or
+/// could not answer, as a real client backs off (a refusal is fast: without it the
+/// history fills with thousands of identical failures per second).
+pub(crate) const FAIL_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Which workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +44,10 @@ pub enum Workload {
     Catalog,
     /// A set: publishes of fresh names, all read back at the end.
     Durable,
+    /// Persisted datasets of known content: put, read, all read back at the end.
+    Data,
+    /// Task graphs of known results: submitted, gathered, all gathered at the end.
+    Graph,
 }
 
 impl FromStr for Workload {
@@ -37,7 +56,9 @@ impl FromStr for Workload {
         match text {
             "catalog" => Ok(Workload::Catalog),
             "durable" => Ok(Workload::Durable),
-            other => Err(format!("unknown workload `{other}` (catalog, durable)")),
+            "data" => Ok(Workload::Data),
+            "graph" => Ok(Workload::Graph),
+            other => Err(format!("unknown workload `{other}` (catalog, durable, data, graph)")),
         }
     }
 }
@@ -48,7 +69,14 @@ impl Workload {
         match self {
             Workload::Catalog => "catalog",
             Workload::Durable => "durable",
+            Workload::Data => "data",
+            Workload::Graph => "graph",
         }
+    }
+
+    /// Whether the workload needs worker processes.
+    pub fn needs_workers(self) -> bool {
+        matches!(self, Workload::Data | Workload::Graph)
     }
 }
 
@@ -77,6 +105,8 @@ pub struct Event {
     pub error: Option<String>,
     /// A final-phase read.
     pub is_final: bool,
+    /// The data-plane fields.
+    pub extra: Extra,
 }
 
 impl Recorder {
@@ -102,6 +132,7 @@ impl Recorder {
                 names: event.names,
                 error: event.error,
                 is_final: event.is_final,
+                extra: event.extra,
             };
             ops.push(op);
         }
@@ -115,6 +146,11 @@ impl Recorder {
     /// Time since the start of the run.
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// When the run's clock started.
+    pub fn start(&self) -> Instant {
+        self.start
     }
 
     /// How many completions so far.
@@ -178,6 +214,19 @@ pub struct WorkerContext {
     pub op_timeout: Duration,
     /// Turns true when the run ends.
     pub stop: watch::Receiver<bool>,
+    /// The datasets put so far (data workload).
+    pub pool: Arc<data::DataPool>,
+    /// Copies of each chunk (data workload).
+    pub replicas: u32,
+    /// Unique to the run, in every task key (graph workload).
+    pub nonce: String,
+}
+
+/// What a client worker leaves for the final phase.
+#[derive(Default)]
+pub struct Leftovers {
+    /// Graphs submitted whose result was not read yet (graph workload).
+    pub graphs: Vec<graph::PendingGraph>,
 }
 
 /// How an operation ended.
@@ -186,6 +235,7 @@ pub struct Completion {
     value: Option<String>,
     names: Option<Vec<String>>,
     error: Option<String>,
+    extra: Extra,
 }
 
 impl Completion {
@@ -195,6 +245,7 @@ impl Completion {
             value,
             names: None,
             error: None,
+            extra: Extra::default(),
         }
     }
 
@@ -209,6 +260,7 @@ impl Completion {
             },
             names: None,
             error: Some(error),
+            extra: Extra::default(),
         }
     }
 }
@@ -275,18 +327,23 @@ pub async fn execute(client: &Client, f: OpFn, key: Option<&str>, value: Option<
             value: None,
             names: Some(names),
             error: None,
+            extra: Extra::default(),
+        }),
+        other => Err(Error::InvalidArgument {
+            message: format!("`{}` is not a catalog operation", other.as_str()),
         }),
     };
     result.unwrap_or_else(|error| Completion::not_ok(f, classify(f, &error), value, error.to_string()))
 }
 
 /// One operation to perform.
-struct Invocation {
+pub(crate) struct Invocation {
     process: u64,
     f: OpFn,
     key: Option<String>,
     value: Option<String>,
     is_final: bool,
+    extra: Extra,
 }
 
 /// Invokes, executes (bounded by `op_timeout`) and completes one operation; returns
@@ -297,12 +354,29 @@ async fn perform(
     invocation: Invocation,
     op_timeout: Duration,
 ) -> (OpType, Option<Vec<String>>) {
+    let (f, key, value) = (invocation.f, invocation.key.clone(), invocation.value.clone());
+    let completion = perform_with(recorder, invocation, op_timeout, async move {
+        execute(client, f, key.as_deref(), value.as_deref()).await
+    })
+    .await;
+    (completion.kind, completion.names)
+}
+
+/// Invokes `invocation`, runs `operation` (bounded by `op_timeout`: past it a write
+/// is `info`, a read `fail`) and records its completion.
+pub(crate) async fn perform_with(
+    recorder: &Recorder,
+    invocation: Invocation,
+    op_timeout: Duration,
+    operation: impl Future<Output = Completion>,
+) -> Completion {
     let Invocation {
         process,
         f,
         key,
         value,
         is_final,
+        extra,
     } = invocation;
     recorder.record(Event {
         process,
@@ -313,9 +387,9 @@ async fn perform(
         names: None,
         error: None,
         is_final,
+        extra,
     });
-    let completion = match tokio::time::timeout(op_timeout, execute(client, f, key.as_deref(), value.as_deref())).await
-    {
+    let completion = match tokio::time::timeout(op_timeout, operation).await {
         Ok(completion) => completion,
         Err(_) => Completion::not_ok(
             f,
@@ -324,23 +398,40 @@ async fn perform(
             format!("no answer within {op_timeout:?}"),
         ),
     };
-    let kind = completion.kind;
-    let names = completion.names.clone();
     recorder.record(Event {
         process,
-        kind,
+        kind: completion.kind,
         f,
         key,
-        value: completion.value,
-        names: completion.names,
-        error: completion.error,
+        value: completion.value.clone(),
+        names: completion.names.clone(),
+        error: completion.error.clone(),
         is_final,
+        extra: completion.extra.clone(),
     });
-    (kind, names)
+    completion
 }
 
-/// One client worker: operations back to back until the run stops.
-pub async fn worker(context: WorkerContext) {
+/// One client worker: operations back to back until the run stops. Returns what
+/// the final phase must finish.
+pub async fn worker(context: WorkerContext) -> Leftovers {
+    match context.workload {
+        Workload::Data => {
+            data::worker(&context).await;
+            Leftovers::default()
+        }
+        Workload::Graph => Leftovers {
+            graphs: graph::worker(&context).await,
+        },
+        Workload::Catalog | Workload::Durable => {
+            catalog_worker(&context).await;
+            Leftovers::default()
+        }
+    }
+}
+
+/// A catalog or durable client: operations back to back until the run stops.
+async fn catalog_worker(context: &WorkerContext) {
     let mut rng = StdRng::seed_from_u64(context.seed);
     let mut process = context.worker;
     let mut counter = 0u64;
@@ -350,7 +441,9 @@ pub async fn worker(context: WorkerContext) {
         counter += 1;
         let value = format!("v{process}-{counter}");
         let (f, key, value) = match context.workload {
-            Workload::Durable => (OpFn::Publish, Some(format!("jepsen-d{process}-{counter}")), Some(value)),
+            Workload::Durable | Workload::Data | Workload::Graph => {
+                (OpFn::Publish, Some(format!("jepsen-d{process}-{counter}")), Some(value))
+            }
             Workload::Catalog => {
                 // One client in five only reads, as dashboards do: it keeps the
                 // leader it knows for as long as that replica answers, so a deposed
@@ -378,6 +471,7 @@ pub async fn worker(context: WorkerContext) {
             key,
             value,
             is_final: false,
+            extra: Extra::default(),
         };
         let (kind, _) = perform(&context.recorder, &context.client, invocation, context.op_timeout).await;
         if kind == OpType::Info {
@@ -403,6 +497,7 @@ pub async fn final_reads(recorder: Arc<Recorder>, client: Client, first_process:
             key: None,
             value: None,
             is_final: true,
+            extra: Extra::default(),
         };
         if let (OpType::Ok, names) = perform(&recorder, &client, invocation, op_timeout).await {
             listed = names;
@@ -414,7 +509,7 @@ pub async fn final_reads(recorder: Arc<Recorder>, client: Client, first_process:
     let mut keys: BTreeSet<String> = recorder
         .ops()
         .into_iter()
-        .filter(|op| op.f.is_write())
+        .filter(|op| matches!(op.f, OpFn::Publish | OpFn::Override | OpFn::Unpublish))
         .filter_map(|op| op.key)
         .collect();
     keys.extend(listed);
@@ -436,6 +531,7 @@ pub async fn final_reads(recorder: Arc<Recorder>, client: Client, first_process:
                         key: Some(key.clone()),
                         value: None,
                         is_final: true,
+                        extra: Extra::default(),
                     };
                     let (kind, _) = perform(&recorder, &client, invocation, op_timeout).await;
                     if kind == OpType::Ok {

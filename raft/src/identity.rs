@@ -102,6 +102,11 @@ impl ClusterIdentity {
         }
     }
 
+    /// The replica id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
     /// The cluster id, if known.
     pub fn current(&self) -> Option<String> {
         self.cluster_id

@@ -9,6 +9,10 @@
 //!   its rows, the applied log id and the membership in one synced batch; snapshots.
 //! - [`network`] / [`transport`]: Raft RPCs to and from peers over tonic.
 //! - [`identity`]: which node and cluster a data dir belongs to.
+//! - [`peers`]: the peers a replica has exchanged Raft messages with (durable).
+//! - [`bootstrap`]: before bootstrapping with an empty data dir, asking the peers
+//!   whether they know this replica (then its data dir was lost).
+//! - [`election`]: when a replica stands for election (Cairn's timer, not openraft's).
 //! - [`node`]: opening a replica and bootstrapping a cluster.
 //! - [`replica`]: the application's handle: propose, ReadIndex, membership, status.
 //!
@@ -19,11 +23,14 @@
 // error type; boxing it in our helpers would only add conversions at every call.
 #![allow(clippy::result_large_err)]
 
+pub mod bootstrap;
 pub mod codec;
+pub mod election;
 pub mod identity;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod peers;
 pub mod replica;
 pub mod state_machine;
 pub mod transport;
@@ -31,6 +38,7 @@ pub mod types;
 
 use std::path::PathBuf;
 
+pub use bootstrap::{check_before_bootstrap, BootstrapCheck};
 pub use node::{Bootstrap, NodeConfig, RaftNode, RaftSettings};
 pub use replica::{Member, Replica, ReplicaError, ReplicaStatus};
 pub use state_machine::{ApplyContext, LoadError, ReplicatedState, StateHandle, StateWrites};
@@ -75,6 +83,38 @@ pub enum OpenError {
         stored: String,
         /// The cluster id the flags describe.
         requested: String,
+    },
+    /// The data dir is empty but a peer has exchanged Raft messages with this replica:
+    /// its data dir was lost, and bootstrapping it again is unsafe.
+    #[error(
+        "refusing to bootstrap node {node_id} with --peers: its data dir {data_dir} is empty, but node {peer} \
+         (at {peer_addr}, term {term}, log index {last_log_index}) has exchanged Raft messages with node {node_id} \
+         in this cluster before, so node {node_id} lost its data dir. Bootstrapping it again could make it vote twice \
+         in one term and elect two leaders. The safe way back into the cluster: \
+         (1) remove the old member: `cairn cluster remove-node --id {node_id} --cluster {others}`; \
+         (2) start this replica with an empty data dir and --join instead of --peers: \
+         `cairn scheduler --id {node_id} --listen {listen} --data-dir {data_dir} --join`; \
+         (3) add it back: `cairn cluster add-node --id {node_id} --addr {addr} --cluster {others}`"
+    )]
+    DataDirLost {
+        /// This replica.
+        node_id: NodeId,
+        /// Its (empty) data dir.
+        data_dir: PathBuf,
+        /// The peer that knows it.
+        peer: NodeId,
+        /// That peer's address.
+        peer_addr: String,
+        /// That peer's term.
+        term: u64,
+        /// That peer's last log index.
+        last_log_index: u64,
+        /// This replica's `--listen`.
+        listen: String,
+        /// This replica's address in `--peers`.
+        addr: String,
+        /// The other peers' addresses, comma-separated.
+        others: String,
     },
     /// `--id` is not among `--peers`.
     #[error("--id {node_id} is not among the --peers ({peers:?})")]

@@ -3,13 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cairn_proto::v1::raft_transport_server::RaftTransportServer;
 use cairn_storage::Db;
 
+use crate::election::{Campaigns, ElectionTimer, ElectionTiming, PreVoteJudge};
 use crate::identity::{derive_cluster_id, read_identity, write_identity, ClusterIdentity, StoredIdentity};
 use crate::log_store::LogStore;
 use crate::network::Network;
+use crate::peers::KnownPeers;
 use crate::state_machine::{ReplicatedState, StateHandle, StateMachineStore};
 use crate::transport::RaftTransportService;
 use crate::types::{Node, NodeId, Raft};
@@ -19,7 +22,9 @@ use crate::OpenError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bootstrap {
     /// Form a new cluster of these voters (`--peers`). Ignored when the data dir
-    /// already holds a cluster.
+    /// already holds a cluster. A process must run
+    /// [`check_before_bootstrap`](crate::bootstrap::check_before_bootstrap) first, so
+    /// that a replica whose data dir was lost is not bootstrapped again.
     Peers {
         /// Every initial voter, this replica included.
         peers: BTreeMap<NodeId, String>,
@@ -33,19 +38,50 @@ pub enum Bootstrap {
 }
 
 /// Raft timing and log-compaction settings.
+///
+/// Elections (see [`crate::election`]): voters refuse other candidates for
+/// `election_timeout_max_ms` (the leader's lease) after hearing from a leader; a
+/// follower asks for pre-votes once the lease (or 1.5 times the longest recent silence
+/// of its leader, at most three leases) has passed, plus a random delay of up to
+/// `election_timeout_max_ms - election_timeout_min_ms` drawn afresh each time, and
+/// stands with a majority; a vote request may take up to `election_timeout_max_ms - 1`. The leader sends heartbeats
+/// every `heartbeat_ms`; an AppendEntries may take up to three of them (less than the
+/// vote timeout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftSettings {
     /// How often the leader sends heartbeats, in milliseconds.
     pub heartbeat_ms: u64,
-    /// The lower bound of the randomized election timeout, in milliseconds.
+    /// `election_timeout_max_ms` minus the range of the random election delay, in
+    /// milliseconds.
     pub election_timeout_min_ms: u64,
-    /// The upper bound of the randomized election timeout, in milliseconds.
+    /// The leader's lease, in milliseconds: how long voters refuse other candidates
+    /// after hearing from a leader.
     pub election_timeout_max_ms: u64,
     /// Build a snapshot (and purge the log) after this many applied entries.
     pub snapshot_every: u64,
     /// How many log entries to keep behind a snapshot, so that a briefly lagging
     /// follower catches up from the log rather than a full snapshot.
     pub logs_kept_after_snapshot: u64,
+}
+
+impl RaftSettings {
+    /// The election timing these settings give.
+    pub fn election_timing(&self) -> ElectionTiming {
+        let lease = self.election_timeout_max_ms;
+        let vote_timeout = lease.saturating_sub(1);
+        ElectionTiming {
+            lease: Duration::from_millis(lease),
+            vote_timeout: Duration::from_millis(vote_timeout),
+            spread: Duration::from_millis(lease.saturating_sub(self.election_timeout_min_ms)),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            // openraft requires it below the vote timeout.
+            append_timeout: Duration::from_millis(
+                (self.heartbeat_ms * 3)
+                    .min(vote_timeout.saturating_sub(1))
+                    .max(self.heartbeat_ms),
+            ),
+        }
+    }
 }
 
 impl Default for RaftSettings {
@@ -83,9 +119,13 @@ pub struct RaftNode<S> {
     pub identity: ClusterIdentity,
     /// The replica id.
     pub node_id: NodeId,
+    /// The peers it has exchanged Raft messages with.
+    peers: KnownPeers,
+    /// Answers peers' pre-votes.
+    judge: PreVoteJudge,
 }
 
-fn database_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn database_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("db")
 }
 
@@ -161,12 +201,22 @@ impl<S: ReplicatedState> RaftNode<S> {
             }
         }
         let cluster = ClusterIdentity::new(node_id, identity.cluster_id.clone(), db.clone());
+        let peers = KnownPeers::load(node_id, db.clone())?;
 
+        let timing = config.settings.election_timing();
         let raft_config = openraft::Config {
             cluster_name: "cairn".to_string(),
-            heartbeat_interval: config.settings.heartbeat_ms,
-            election_timeout_min: config.settings.election_timeout_min_ms,
-            election_timeout_max: config.settings.election_timeout_max_ms,
+            // openraft gives each AppendEntries `heartbeat_interval` and sends its own
+            // heartbeats every 1.5 of it; the election timer sends them every
+            // `heartbeat_ms` and this stays longer, so that a follower slowed by a loaded
+            // machine still acknowledges in time.
+            heartbeat_interval: timing.append_timeout.as_millis() as u64,
+            // openraft cancels a vote request after `election_timeout_min` and makes
+            // voters keep the leader's lease for `election_timeout_max`; its own
+            // election timer is off: `ElectionTimer` decides when to stand.
+            election_timeout_min: timing.vote_timeout.as_millis() as u64,
+            election_timeout_max: timing.lease.as_millis() as u64,
+            enable_elect: false,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.settings.snapshot_every),
             max_in_snapshot_log_to_keep: config.settings.logs_kept_after_snapshot,
             max_payload_entries: 256,
@@ -180,12 +230,24 @@ impl<S: ReplicatedState> RaftNode<S> {
         let log_store = LogStore::new(db.clone());
         let state_machine = StateMachineStore::<S>::open(db.clone(), &config.data_dir.join("snapshot"))?;
         let state = state_machine.handle();
-        let network = Network::new(node_id, cluster.clone());
-        let raft = Raft::new(node_id, raft_config, network, log_store, state_machine)
+        let campaigns = Campaigns::default();
+        let network = Network::new(node_id, cluster.clone(), peers.clone(), campaigns.clone());
+        let raft = Raft::new(node_id, raft_config, network.clone(), log_store.clone(), state_machine)
             .await
             .map_err(|error| OpenError::Raft {
                 reason: error.to_string(),
             })?;
+        let judge = PreVoteJudge::new(raft.clone(), log_store.clone(), timing.lease);
+        let timer = ElectionTimer {
+            raft: raft.clone(),
+            node_id,
+            timing,
+            campaigns,
+            network,
+            log_store,
+        };
+        // Ends when Raft shuts down.
+        tokio::spawn(timer.run());
 
         if let Bootstrap::Peers { peers, .. } = &config.bootstrap {
             let initialized = raft.is_initialized().await.map_err(|error| OpenError::Raft {
@@ -210,6 +272,8 @@ impl<S: ReplicatedState> RaftNode<S> {
             state,
             identity: cluster,
             node_id,
+            peers,
+            judge,
         })
     }
 
@@ -220,7 +284,12 @@ impl<S: ReplicatedState> RaftNode<S> {
 
     /// The gRPC service that peers send Raft messages to.
     pub fn transport(&self) -> RaftTransportServer<RaftTransportService> {
-        RaftTransportService::new(self.raft.clone(), self.identity.clone())
+        RaftTransportService::new(
+            self.raft.clone(),
+            self.identity.clone(),
+            self.peers.clone(),
+            self.judge.clone(),
+        )
     }
 }
 

@@ -1,15 +1,19 @@
-//! The Raft network, server side: receives peers' openraft RPCs over gRPC.
+//! The Raft network, server side: receives peers' openraft RPCs over gRPC, and
+//! answers the bootstrap probe of a replica about to start with an empty data dir.
 
 use cairn_proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
-use cairn_proto::v1::RaftMessage;
+use cairn_proto::v1::{BootstrapProbe, BootstrapProbeReply, RaftMessage};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec;
+use crate::election::{PreVoteJudge, PreVoteRequest};
 use crate::identity::ClusterIdentity;
 use crate::network::MAX_MESSAGE_BYTES;
-use crate::types::Raft;
+use crate::peers::KnownPeers;
+use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Serves `RaftTransport` for one replica.
 #[derive(Clone)]
@@ -18,14 +22,28 @@ pub struct RaftTransportService {
     raft: Raft,
     /// Which cluster this replica belongs to; messages of another cluster are refused.
     identity: ClusterIdentity,
+    /// The peers this replica has heard from.
+    peers: KnownPeers,
+    /// Answers pre-votes.
+    judge: PreVoteJudge,
 }
 
 impl RaftTransportService {
     /// The gRPC service delivering peers' messages to `raft`.
-    pub fn new(raft: Raft, identity: ClusterIdentity) -> RaftTransportServer<RaftTransportService> {
-        RaftTransportServer::new(RaftTransportService { raft, identity })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    pub fn new(
+        raft: Raft,
+        identity: ClusterIdentity,
+        peers: KnownPeers,
+        judge: PreVoteJudge,
+    ) -> RaftTransportServer<RaftTransportService> {
+        RaftTransportServer::new(RaftTransportService {
+            raft,
+            identity,
+            peers,
+            judge,
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     async fn admit(&self, message: &RaftMessage) -> Result<(), Status> {
@@ -33,6 +51,18 @@ impl RaftTransportService {
             .admit(&message.cluster_id)
             .await
             .map_err(|error| Status::failed_precondition(error.to_string()))
+    }
+
+    /// Records the sender of an admitted request (a candidate or a leader of this
+    /// cluster) as a peer that holds a data dir of it.
+    async fn record_sender(&self, sender: Option<NodeId>) -> Result<(), Status> {
+        let Some(sender) = sender else {
+            return Ok(());
+        };
+        self.peers
+            .record(sender)
+            .await
+            .map_err(|error| Status::unavailable(format!("cannot record node {sender} as a peer: {error}")))
     }
 }
 
@@ -53,21 +83,61 @@ impl RaftTransport for RaftTransportService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
         self.admit(&message).await?;
-        let reply = self.raft.append_entries(decode_request(&message)?).await;
+        let request: AppendEntriesRequest<TypeConfig> = decode_request(&message)?;
+        self.record_sender(request.vote.leader_id().voted_for()).await?;
+        let reply = self.raft.append_entries(request).await;
         encode_reply(&self.identity, &reply)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
         self.admit(&message).await?;
-        let reply = self.raft.vote(decode_request(&message)?).await;
+        let request: VoteRequest<NodeId> = decode_request(&message)?;
+        self.record_sender(request.vote.leader_id().voted_for()).await?;
+        let reply = self.raft.vote(request).await;
         encode_reply(&self.identity, &reply)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
         self.admit(&message).await?;
-        let reply = self.raft.install_snapshot(decode_request(&message)?).await;
+        let request: InstallSnapshotRequest<TypeConfig> = decode_request(&message)?;
+        self.record_sender(request.vote.leader_id().voted_for()).await?;
+        let reply = self.raft.install_snapshot(request).await;
         encode_reply(&self.identity, &reply)
+    }
+
+    async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let message = request.into_inner();
+        self.admit(&message).await?;
+        let request: PreVoteRequest = decode_request(&message)?;
+        self.record_sender(Some(request.candidate)).await?;
+        let reply = self.judge.judge(&request).await;
+        encode_reply(&self.identity, &reply)
+    }
+
+    /// Never adopts the asker's cluster id (a `--join` replica must learn it from its
+    /// cluster's leader): only says whether it knows the asker in that cluster.
+    async fn probe_bootstrap(&self, request: Request<BootstrapProbe>) -> Result<Response<BootstrapProbeReply>, Status> {
+        let probe = request.into_inner();
+        let ours = self.identity.current();
+        let same_cluster = ours.as_deref() == Some(probe.cluster_id.as_str());
+        let knows_node = same_cluster && self.peers.knows(probe.node_id);
+        let metrics = self.raft.metrics().borrow().clone();
+        if knows_node {
+            tracing::warn!(
+                node = probe.node_id,
+                "node {} asks whether it may bootstrap with an empty data dir; it was a member before: telling it no",
+                probe.node_id
+            );
+        }
+        Ok(Response::new(BootstrapProbeReply {
+            cluster_id: ours.unwrap_or_default(),
+            node_id: self.identity.node_id(),
+            knows_node,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map(|log_id| log_id.index).unwrap_or(0),
+        }))
     }
 }

@@ -26,6 +26,10 @@ use crate::ChunkKey;
 /// skip beats rather than pile them up).
 const MAX_UNANSWERED_HEARTBEATS: usize = 4;
 
+/// The shortest silence after which a worker leaves a leader that does not answer
+/// its heartbeats (at least three heartbeat intervals).
+const LEADER_SILENCE_FLOOR: Duration = Duration::from_secs(1);
+
 /// The pause between attempts to reach the cluster.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -46,9 +50,11 @@ pub async fn run_link(
     data: WorkerData,
     executor: Executor,
 ) -> Result<(), WorkerError> {
+    // Short attempts: after a leader change the first address tried may be the old
+    // leader, paused or cut off; the next one is tried after this.
     let options = ClientOptions {
         timeout: Duration::from_secs(5),
-        attempt_timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_secs(1),
         ..Default::default()
     };
     let mut ages = ChunkAges {
@@ -81,7 +87,7 @@ pub async fn run_link(
         // Heartbeats and task work go to the same leader; when either stream ends,
         // the worker registers again and reopens both.
         tokio::select! {
-            ended = heartbeat(&client, &config, &identity, &data, &mut ages) => {
+            ended = heartbeat(&client, &config, &identity, &data, &executor, &mut ages) => {
                 if let Err(error) = ended {
                     tracing::info!(%error, "heartbeat stream ended; registering again");
                 }
@@ -135,7 +141,12 @@ async fn register(
 }
 
 /// One heartbeat's content.
-fn beat(config: &WorkerConfig, identity: &WorkerIdentity, data: &WorkerData) -> pb::WorkerHeartbeat {
+fn beat(
+    config: &WorkerConfig,
+    identity: &WorkerIdentity,
+    data: &WorkerData,
+    executor: &Executor,
+) -> pb::WorkerHeartbeat {
     let stats = data.store.stats();
     let lost = std::mem::take(&mut *data.lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     pb::WorkerHeartbeat {
@@ -152,6 +163,7 @@ fn beat(config: &WorkerConfig, identity: &WorkerIdentity, data: &WorkerData) -> 
             .map(|chunk| chunk.key.to_string())
             .collect(),
         lost,
+        tasks_run: executor.tasks_run(),
     }
 }
 
@@ -161,9 +173,10 @@ async fn heartbeat(
     config: &WorkerConfig,
     identity: &WorkerIdentity,
     data: &WorkerData,
+    executor: &Executor,
     ages: &mut ChunkAges,
 ) -> Result<(), String> {
-    let first = beat(config, identity, data);
+    let first = beat(config, identity, data, executor);
     // The chunk lists of the heartbeats sent and not yet answered, oldest first: the
     // leader answers each heartbeat in order, about the chunks *that* heartbeat
     // listed (a chunk that arrived since was not judged, so it is not "seen
@@ -172,10 +185,15 @@ async fn heartbeat(
     let mut stream = client.open_heartbeats(first).await.map_err(|error| error.to_string())?;
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     tick.tick().await;
+    // A leader that stops answering (paused, cut off, or no longer leading without
+    // knowing it) is left for whoever leads now: registering again finds it.
+    let silence_limit = (config.heartbeat_interval * 3).max(LEADER_SILENCE_FLOOR);
+    let mut last_answer = std::time::Instant::now();
     loop {
         tokio::select! {
             reply = stream.replies.message() => {
                 let reply = reply.map_err(|status| status.message().to_string())?.ok_or("the leader closed the stream")?;
+                last_answer = std::time::Instant::now();
                 if reply.reregister {
                     return Err("the leader does not know this worker as alive".to_string());
                 }
@@ -183,11 +201,17 @@ async fn heartbeat(
                 release(config, data, ages, &reported, reply.unreferenced).await;
             }
             _ = tick.tick() => {
+                if !unanswered.is_empty() && last_answer.elapsed() > silence_limit {
+                    return Err(format!(
+                        "the leader has not answered a heartbeat for {:.1} s",
+                        last_answer.elapsed().as_secs_f64()
+                    ));
+                }
                 if unanswered.len() >= MAX_UNANSWERED_HEARTBEATS {
                     // The leader is slow: skip a beat rather than queue lists.
                     continue;
                 }
-                let next = beat(config, identity, data);
+                let next = beat(config, identity, data, executor);
                 unanswered.push_back(next.chunks.clone());
                 stream.outbound.send(next).await.map_err(|_| "the heartbeat stream closed".to_string())?;
             }

@@ -296,21 +296,24 @@ impl FlightService for WorkerFlightService {
             .ok()
             .and_then(|text| ChunkKey::parse(text).ok())
             .ok_or_else(|| invalid("a ticket is a chunk key".to_string()))?;
-        let store = self.data.store.clone();
-        let lookup = key.clone();
-        let batch = match blocking(move || store.get(&lookup)).await {
-            Ok(batch) => batch,
-            Err(status) => {
+        if !self.data.store.contains(&key) {
+            return Err(store_status(StoreError::NotFound { key }));
+        }
+        // The answer starts at once and the chunk (perhaps read back from disk) follows
+        // in the stream, so a reader can tell a slow read from a hung worker.
+        let data = self.data.clone();
+        let batch = futures::stream::once(async move {
+            let store = data.store.clone();
+            let lookup = key.clone();
+            blocking(move || store.get(&lookup)).await.map_err(|status| {
                 if status.code() == tonic::Code::DataLoss {
                     tracing::error!(chunk = %key, error = %status.message(), "corrupt chunk dropped, not served");
-                    self.data.report_lost(&key);
+                    data.report_lost(&key);
                 }
-                return Err(status);
-            }
-        };
-        let stream = FlightDataEncoderBuilder::new()
-            .build(futures::stream::once(async move { Ok(batch) }))
-            .map_err(Status::from);
+                FlightError::Tonic(Box::new(status))
+            })
+        });
+        let stream = FlightDataEncoderBuilder::new().build(batch).map_err(Status::from);
         Ok(Response::new(stream.boxed()))
     }
 

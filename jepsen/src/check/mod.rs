@@ -3,9 +3,17 @@
 //! - [`linear`]: linearizability of every dataset name taken as a register
 //!   (Wing–Gong–Lowe search, P-compositional per key, lists projected per key);
 //! - [`stale`]: stale and phantom reads, explained in plain terms with times;
-//! - [`durable`]: the final-phase reads against every acknowledged write.
+//! - [`durable`]: the final-phase reads against every acknowledged write;
+//! - [`data`]: every persisted dataset read back with exactly its content, and
+//!   every acknowledged one readable after the final heal;
+//! - [`graph`]: every task graph's result as its shape implies, and every
+//!   acknowledged graph's result read;
+//! - [`counters`]: the scheduler's recovery counters against the worker faults;
+//! - [`disk`]: a worker with a full disk refuses writes clearly, and takes them again.
 //!
-//! [`check_all`] runs the three. Each checker pairs invokes with completions by
+//! [`check_all`] runs the catalog's three on the catalog functions (with `put` and
+//! `read` of persisted datasets projected onto `publish` and `get`), and each
+//! data-plane checker whose operations the history holds. Each checker pairs invokes with completions by
 //! process (an invoke never completed counts as `info`); anything malformed becomes a
 //! `malformed-history` anomaly and makes the verdict at best `unknown`, never a panic
 //! (except `durable` without final reads: it does not apply, and is `valid` with the
@@ -17,11 +25,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::history::Op;
+use crate::history::{catalog_projection, Op, OpFn};
 
+pub mod counters;
+pub mod data;
+pub mod disk;
 pub mod durable;
+pub mod graph;
 pub mod linear;
 pub(crate) mod paired;
+pub(crate) mod plane;
 pub mod stale;
 pub mod verdict;
 
@@ -60,14 +73,36 @@ impl Default for CheckOptions {
     }
 }
 
-/// Runs the three checkers: `linearizable`, `stale-read` and `durable`, in that order.
+/// Runs the checkers: `linearizable`, `stale-read` and `durable` on the catalog
+/// projection (unless the history holds only data-plane operations of other
+/// kinds), then `data`, `graph`, `recovery-counters` and `full-disk` when the
+/// history holds their operations, in that order.
 pub fn check_all(history: &[Op], options: &CheckOptions) -> Vec<Verdict> {
-    let paired = paired::pair(history);
-    vec![
-        linear::check_paired(&paired, options),
-        stale::check_paired(&paired),
-        durable::check_paired(&paired),
-    ]
+    let has = |fns: &[OpFn]| history.iter().any(|op| fns.contains(&op.f));
+    let catalog = catalog_projection(history);
+    let mut verdicts = Vec::new();
+    if !catalog.is_empty() || !history.iter().any(|op| !op.f.is_catalog()) {
+        let paired = paired::pair(&catalog);
+        verdicts.push(linear::check_paired(&paired, options));
+        verdicts.push(stale::check_paired(&paired));
+        verdicts.push(durable::check_paired(&paired));
+    }
+    if has(&[OpFn::Put, OpFn::Read]) {
+        verdicts.push(data::check(history));
+    }
+    if has(&[OpFn::Submit, OpFn::Gather]) {
+        verdicts.push(graph::check(history));
+    }
+    if has(&[OpFn::Status]) {
+        verdicts.push(counters::check(history));
+    }
+    let full_disk = history
+        .iter()
+        .any(|op| op.f == OpFn::Nemesis && op.key.as_deref() == Some("full-disk"));
+    if full_disk || has(&[OpFn::Probe]) {
+        verdicts.push(disk::check(history));
+    }
+    verdicts
 }
 
 /// True iff every verdict is `valid`.
@@ -158,6 +193,7 @@ mod tests {
             names: None,
             error: None,
             is_final: false,
+            extra: Default::default(),
         });
         let verdicts = check_all(&history, &CheckOptions::default());
         assert!(!is_valid(&verdicts));
@@ -216,6 +252,7 @@ mod tests {
                 names: None,
                 error: None,
                 is_final: false,
+                extra: Default::default(),
             });
         }
         true
@@ -277,6 +314,7 @@ mod tests {
                         names.sort();
                         names == state.keys().cloned().collect::<Vec<_>>()
                     }
+                    other => unreachable!("the synthetic histories have no {other:?}"),
                 };
                 if allowed {
                     done[i] = true;

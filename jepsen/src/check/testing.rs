@@ -50,6 +50,7 @@ impl H {
             names,
             error: None,
             is_final: self.final_phase,
+            extra: Default::default(),
         });
         self
     }
@@ -216,6 +217,7 @@ pub(crate) fn synthetic_with(
             names,
             error: None,
             is_final,
+            extra: Default::default(),
         });
     }
     loop {
@@ -280,6 +282,7 @@ pub(crate) fn synthetic_with(
                         }
                         (OpType::Ok, None, None)
                     }
+                    other => unreachable!("the synthetic histories have no {other:?}"),
                 };
                 let kind = if unknown { OpType::Info } else { kind };
                 p.done = Some((kind, value, names));

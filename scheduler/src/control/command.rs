@@ -120,6 +120,42 @@ pub enum ControlCommand {
         /// The news, in the order the leader decided it (later news of a key wins).
         batches: Vec<TaskBatch>,
     },
+    /// Adds to the recovery counters (increments: they commute).
+    CountRecovery {
+        /// What to add.
+        counters: RecoveryCounters,
+    },
+    /// Persisted chunks were copied durably to more workers (re-replication after a
+    /// loss, or a chunk recomputed from lineage made durable again): each dataset
+    /// referring to a key gains the workers as locations. Counts a repaired replica
+    /// per location gained.
+    ChunksCopied {
+        /// The chunk keys and the workers that now hold each durably.
+        copies: Vec<(String, Vec<WorkerId>)>,
+    },
+}
+
+/// What the cluster did to survive failures since it was created (replicated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCounters {
+    /// Leaders that started their task runtime (one per term with a leader).
+    pub failovers: u64,
+    /// Results computed again after being lost with their workers.
+    pub tasks_recomputed: u64,
+    /// Results a leader learned from a reconnecting worker instead of recomputing.
+    pub chunks_reregistered: u64,
+    /// Copies of persisted chunks made to restore a dataset's replica count.
+    pub replicas_repaired: u64,
+}
+
+impl RecoveryCounters {
+    /// Adds `other` to these (saturating).
+    pub fn add(&mut self, other: &RecoveryCounters) {
+        self.failovers = self.failovers.saturating_add(other.failovers);
+        self.tasks_recomputed = self.tasks_recomputed.saturating_add(other.tasks_recomputed);
+        self.chunks_reregistered = self.chunks_reregistered.saturating_add(other.chunks_reregistered);
+        self.replicas_repaired = self.replicas_repaired.saturating_add(other.replicas_repaired);
+    }
 }
 
 /// A successful write.

@@ -10,7 +10,9 @@ mod sessions;
 mod state;
 mod tasks;
 
-pub use command::{ClientId, ControlCommand, ControlOutcome, Operation, RequestId, WriteAck, WriteOutcome};
+pub use command::{
+    ClientId, ControlCommand, ControlOutcome, Operation, RecoveryCounters, RequestId, WriteAck, WriteOutcome,
+};
 pub use sessions::{MAX_OUTCOMES_PER_SESSION, MAX_SESSIONS, SESSION_TTL_MS};
-pub use state::ControlState;
+pub use state::{Availability, ControlState};
 pub use tasks::{SubmitRefused, TaskOutcome, TaskRecord, TaskTable};

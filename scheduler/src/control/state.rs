@@ -6,7 +6,7 @@ use cairn_raft::codec;
 use cairn_raft::{ApplyContext, LoadError, ReplicatedState, StateWrites};
 use cairn_storage::Row;
 
-use super::command::{ClientId, ControlCommand, ControlOutcome, Operation, WriteAck, WriteOutcome};
+use super::command::{ClientId, ControlCommand, ControlOutcome, Operation, RecoveryCounters, WriteAck, WriteOutcome};
 use super::sessions::{Admission, Session, Sessions};
 use super::tasks::{TableChanges, TaskRecord, TaskTable};
 use crate::catalog::{CatalogError, DatasetEntry, DatasetName, EntryKind, PublishItem, MAX_PUBLISH_BYTES};
@@ -20,6 +20,37 @@ const NEXT_ORDER_KEY: &[u8] = b"m/next_order";
 const CLOCK_KEY: &[u8] = b"m/clock";
 const TASK_PREFIX: &[u8] = b"t/";
 const NEXT_TASK_ORDER_KEY: &[u8] = b"m/next_task_order";
+const RECOVERY_KEY: &[u8] = b"m/recovery";
+
+/// How available a persisted dataset's chunks are ([`ControlState::availability`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Availability {
+    /// Chunks in the dataset.
+    pub chunks: u64,
+    /// Chunks no live worker holds.
+    pub without_live_copy: u64,
+    /// Of those, chunks that cannot be recomputed either (no lineage in the task
+    /// table): the dataset is lost while one remains.
+    pub unrecoverable: u64,
+    /// Chunks with fewer live copies than the dataset's replicas.
+    pub below_replicas: u64,
+}
+
+impl Availability {
+    /// "available", "degraded" (fewer copies than asked, none missing), "recovering"
+    /// (some chunk has no live copy but can be recomputed) or "lost".
+    pub fn label(&self) -> &'static str {
+        if self.unrecoverable > 0 {
+            "lost"
+        } else if self.without_live_copy > 0 {
+            "recovering"
+        } else if self.below_replicas > 0 {
+            "degraded"
+        } else {
+            "available"
+        }
+    }
+}
 
 /// Everything the schedulers agree on through Raft (today: the dataset catalog and
 /// client sessions).
@@ -42,6 +73,8 @@ pub struct ControlState {
     chunk_index: BTreeMap<String, BTreeSet<DatasetName>>,
     /// Submitted tasks, their recorded outcomes and wanters.
     tasks: TaskTable,
+    /// What the cluster did to survive failures.
+    recovery: RecoveryCounters,
 }
 
 fn dataset_key(name: &DatasetName) -> Vec<u8> {
@@ -58,6 +91,14 @@ fn task_key(key: &crate::graph::TaskKey) -> Vec<u8> {
 
 fn worker_key(worker: &WorkerId) -> Vec<u8> {
     [WORKER_PREFIX, worker.0.to_be_bytes().as_slice()].concat()
+}
+
+/// Writes a changed dataset entry's row.
+fn write_entry(entry: &DatasetEntry, writes: &mut StateWrites) {
+    match codec::encode("dataset entry", entry) {
+        Ok(bytes) => writes.put(dataset_key(&entry.name), bytes),
+        Err(error) => tracing::error!(%error, "cannot encode a dataset entry"),
+    }
 }
 
 /// The chunk keys of an entry, if it holds chunks.
@@ -146,6 +187,93 @@ impl ControlState {
     /// The task table.
     pub fn tasks(&self) -> &TaskTable {
         &self.tasks
+    }
+
+    /// The recovery counters.
+    pub fn recovery(&self) -> RecoveryCounters {
+        self.recovery
+    }
+
+    /// How available a persisted dataset is: per chunk, how many of its locations are
+    /// live workers, against the replicas it was published with. `None` for other
+    /// kinds.
+    pub fn availability(&self, entry: &DatasetEntry) -> Option<Availability> {
+        let EntryKind::Persisted(collection) = &entry.kind else {
+            return None;
+        };
+        let mut availability = Availability {
+            chunks: collection.chunks.len() as u64,
+            ..Availability::default()
+        };
+        for chunk in &collection.chunks {
+            let live = chunk
+                .locations
+                .iter()
+                .filter(|worker| {
+                    self.workers
+                        .get(worker)
+                        .is_some_and(|record| record.state == WorkerState::Alive)
+                })
+                .count();
+            if live == 0 {
+                availability.without_live_copy += 1;
+                let lineage = crate::graph::TaskKey::parse(&chunk.key)
+                    .ok()
+                    .is_some_and(|key| self.tasks.contains(&key));
+                if !lineage {
+                    availability.unrecoverable += 1;
+                }
+            }
+            if live < collection.replicas.max(1) as usize {
+                availability.below_replicas += 1;
+            }
+        }
+        Some(availability)
+    }
+
+    /// The names of the published datasets referring to chunk `key`.
+    pub fn datasets_of_chunk(&self, key: &str) -> Vec<&DatasetName> {
+        self.chunk_index
+            .get(key)
+            .map(|names| names.iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn write_recovery(&self, writes: &mut StateWrites) {
+        match codec::encode("recovery counters", &self.recovery) {
+            Ok(bytes) => writes.put(RECOVERY_KEY.to_vec(), bytes),
+            Err(error) => tracing::error!(%error, "cannot encode the recovery counters"),
+        }
+    }
+
+    /// Adds `workers` to the locations of chunk `key` in every dataset referring to
+    /// it; returns how many locations were gained.
+    fn add_locations(&mut self, key: &str, workers: &[WorkerId], writes: &mut StateWrites) -> u64 {
+        let names: Vec<DatasetName> = self.chunk_index.get(key).into_iter().flatten().cloned().collect();
+        let mut gained = 0u64;
+        for name in names {
+            let Some(entry) = self.datasets.get_mut(&name) else {
+                continue;
+            };
+            let EntryKind::Persisted(collection) = &mut entry.kind else {
+                continue;
+            };
+            let mut changed = false;
+            for chunk in collection.chunks.iter_mut().filter(|chunk| chunk.key == key) {
+                for worker in workers {
+                    // Only registered workers: a location must be dialable.
+                    if !chunk.locations.contains(worker) && self.workers.contains_key(worker) {
+                        chunk.locations.push(*worker);
+                        gained += 1;
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                write_entry(entry, writes);
+            }
+        }
+        gained
     }
 
     /// Where chunk `key` of a published dataset lives and how big it is.
@@ -349,10 +477,7 @@ impl ControlState {
                 }
             }
             if changed {
-                match codec::encode("dataset entry", &*entry) {
-                    Ok(bytes) => writes.put(dataset_key(&entry.name), bytes),
-                    Err(error) => tracing::error!(%error, "cannot encode a dataset entry"),
-                }
+                write_entry(entry, writes);
             }
         }
     }
@@ -506,6 +631,20 @@ impl ControlState {
                 }
                 ControlOutcome::TasksRecorded { log_index }
             }
+            ControlCommand::CountRecovery { counters } => {
+                self.recovery.add(&counters);
+                self.write_recovery(writes);
+                ControlOutcome::Registry { log_index }
+            }
+            ControlCommand::ChunksCopied { copies } => {
+                let mut repaired = 0;
+                for (key, workers) in copies {
+                    repaired += self.add_locations(&key, &workers, writes);
+                }
+                self.recovery.replicas_repaired = self.recovery.replicas_repaired.saturating_add(repaired);
+                self.write_recovery(writes);
+                ControlOutcome::Registry { log_index }
+            }
         }
     }
 }
@@ -551,6 +690,8 @@ impl ReplicatedState for ControlState {
                     ));
                 }
                 state.tasks.insert_loaded(record);
+            } else if key == RECOVERY_KEY {
+                state.recovery = codec::decode("recovery counters", &value).map_err(|e| load_error("recovery", e))?;
             } else if key == NEXT_TASK_ORDER_KEY {
                 state.tasks.set_next_order(u64::from_be_bytes(
                     value
@@ -928,6 +1069,69 @@ mod tests {
         let reloaded = harness.reloaded();
         assert_eq!(reloaded.workers().len(), 2);
         assert_eq!(reloaded.unreferenced(&all), harness.state.unreferenced(&all));
+    }
+
+    /// Availability follows the live copies: a gone worker's chunks make a dataset
+    /// degraded, recovering (no copy, but lineage) or lost (no copy, no lineage);
+    /// copies made by repair bring it back and count; the counters reload from rows.
+    #[test]
+    fn availability_repairs_and_counters() {
+        let mut harness = Harness::new();
+        harness.apply(&open(1_000));
+        harness.apply(&register(1, &[]));
+        harness.apply(&register(2, &[]));
+        harness.apply(&register(3, &[]));
+        harness.apply(&publish(
+            1,
+            vec![named(collection(&["c1", "c2"], &[1, 2], 2), "two")],
+            false,
+        ));
+        harness.apply(&publish(2, vec![named(collection(&["c3"], &[2], 1), "one")], false));
+        let label = |state: &ControlState, name: &str| {
+            let entry = state.get(&DatasetName::parse(name).expect("valid")).expect("published");
+            state.availability(entry).expect("persisted").label()
+        };
+        assert_eq!(label(&harness.state, "two"), "available");
+        harness.apply(&ControlCommand::WorkerGone {
+            worker: WorkerId(2),
+            now_ms: 2_000,
+        });
+        assert_eq!(label(&harness.state, "two"), "degraded");
+        assert_eq!(label(&harness.state, "one"), "lost", "c3 is no task: no lineage");
+        harness.apply(&ControlCommand::ChunksCopied {
+            copies: vec![
+                ("c1".to_string(), vec![WorkerId(1), WorkerId(3)]),
+                ("c2".to_string(), vec![WorkerId(3), WorkerId(9)]),
+            ],
+        });
+        assert_eq!(label(&harness.state, "two"), "available");
+        assert_eq!(
+            locations(&harness.state, "two", 0),
+            [WorkerId(1), WorkerId(2), WorkerId(3)]
+        );
+        assert_eq!(
+            locations(&harness.state, "two", 1),
+            [WorkerId(1), WorkerId(2), WorkerId(3)],
+            "an unregistered worker is never a location"
+        );
+        harness.apply(&ControlCommand::CountRecovery {
+            counters: RecoveryCounters {
+                failovers: 2,
+                tasks_recomputed: 5,
+                chunks_reregistered: 7,
+                replicas_repaired: 0,
+            },
+        });
+        let expected = RecoveryCounters {
+            failovers: 2,
+            tasks_recomputed: 5,
+            chunks_reregistered: 7,
+            replicas_repaired: 2,
+        };
+        assert_eq!(harness.state.recovery(), expected);
+        let reloaded = harness.reloaded();
+        assert_eq!(reloaded.recovery(), expected);
+        assert_eq!(label(&reloaded, "two"), "available");
     }
 
     /// A worker that re-registers without a chunk, or reports it lost, is dropped from

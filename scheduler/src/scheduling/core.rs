@@ -146,6 +146,26 @@ pub struct Core {
     /// Results to release, per worker, for the event being handled (one `Release`
     /// per worker).
     pub(super) releases: BTreeMap<WorkerId, Vec<TaskKey>>,
+    /// After a rebuild: the workers whose reports the core waits for before it
+    /// assigns anything (a result a reconnecting worker holds is not recomputed).
+    pub(super) awaiting_reports: BTreeSet<WorkerId>,
+    /// What recovery did since the last [`Core::take_recovery`].
+    pub(super) recovery: RecoveryCounts,
+    /// Tasks a reporting worker runs that were not ready when it reported (an input's
+    /// holder had not reported yet): given to that worker when they become ready,
+    /// instead of being run a second time elsewhere.
+    pub(super) running_claims: Vec<(TaskId, WorkerId)>,
+}
+
+/// What the core did to recover from failures, counted until taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryCounts {
+    /// Results that had been in memory, were lost with their workers while still
+    /// needed, and are computed again.
+    pub tasks_recomputed: u64,
+    /// Results learned from a worker's report that the core did not know that worker
+    /// held (after a leader change: results not yet recorded, or recorded elsewhere).
+    pub chunks_reregistered: u64,
 }
 
 impl Core {
@@ -166,6 +186,9 @@ impl Core {
             steps: VecDeque::new(),
             decisions: Vec::new(),
             releases: BTreeMap::new(),
+            awaiting_reports: BTreeSet::new(),
+            recovery: RecoveryCounts::default(),
+            running_claims: Vec::new(),
         }
     }
 
@@ -174,11 +197,18 @@ impl Core {
     /// live workers, pinned keys, known chunks. Tasks without a recorded result that
     /// something needs are (re)computed; recorded results nothing needs are released.
     /// `Done` is emitted only for outcomes reached during the rebuild.
-    pub fn rebuild(config: CoreConfig, recovered: Recovered) -> (Core, Vec<Decision>) {
+    ///
+    /// With `await_reports`, nothing is assigned until every live worker has reported
+    /// ([`Event::WorkerReported`]) or the runtime gives up waiting
+    /// ([`Event::StopWaitingForReports`]).
+    pub fn rebuild(config: CoreConfig, recovered: Recovered, await_reports: bool) -> (Core, Vec<Decision>) {
         let mut core = Core::new(config);
         for (worker, nthreads) in recovered.workers {
             if !core.workers.contains_key(&worker) {
                 core.add_worker(worker, nthreads);
+                if await_reports {
+                    core.awaiting_reports.insert(worker);
+                }
             }
         }
         let chunk_keys: Vec<String> = recovered.chunks.iter().map(|chunk| chunk.key.clone()).collect();
@@ -213,6 +243,9 @@ impl Core {
                     .collect();
                 holders.sort();
                 holders.dedup();
+                if let Some(task) = core.tasks.get_mut(&id) {
+                    task.computed = true;
+                }
                 if holders.is_empty() {
                     // Lost with its workers: tell the table, compute it if needed.
                     core.pending.record(&key, News::Released);
@@ -264,7 +297,17 @@ impl Core {
                 self.remove_worker(worker);
                 self.add_worker(worker, nthreads);
             }
-            Event::WorkerGone { worker } => self.remove_worker(worker),
+            Event::WorkerReported {
+                worker,
+                nthreads,
+                held,
+                running,
+            } => self.worker_reported(worker, nthreads, held, running),
+            Event::StopWaitingForReports => self.awaiting_reports.clear(),
+            Event::WorkerGone { worker } => {
+                self.awaiting_reports.remove(&worker);
+                self.remove_worker(worker);
+            }
             Event::TaskFinished {
                 worker,
                 key,
@@ -370,6 +413,16 @@ impl Core {
     /// The live workers, by id.
     pub fn workers(&self) -> Vec<WorkerId> {
         self.workers.keys().copied().collect()
+    }
+
+    /// The workers whose reports the core still waits for before assigning.
+    pub fn awaiting_reports(&self) -> usize {
+        self.awaiting_reports.len()
+    }
+
+    /// What recovery did since the last call (then counts from zero).
+    pub fn take_recovery(&mut self) -> RecoveryCounts {
+        std::mem::take(&mut self.recovery)
     }
 
     /// How many updates wait for the next proposal.
@@ -486,6 +539,7 @@ impl Core {
                     wanted_by: BTreeSet::new(),
                     pinned: false,
                     failures: 0,
+                    computed: false,
                     missing: 0,
                     waiters: 0,
                 },
@@ -565,22 +619,8 @@ impl Core {
             Status::Waiting | Status::Ready | Status::Assigned { .. } => {
                 self.transition_unfinished_memory(id, worker, bytes, rows)
             }
-            Status::Memory {
-                holders,
-                bytes: held_bytes,
-                rows: held_rows,
-            } => {
-                if let Err(position) = holders.binary_search(&worker) {
-                    holders.insert(position, worker);
-                    let news = News::Finished {
-                        workers: holders.clone(),
-                        bytes: *held_bytes,
-                        rows: *held_rows,
-                    };
-                    state.holds.insert(id);
-                    self.pending.record(&key, news);
-                    self.propose_if_full();
-                }
+            Status::Memory { .. } => {
+                self.add_holder(id, worker);
             }
             Status::Released | Status::Erred(_) => self.release_to(worker, key),
         }
@@ -600,6 +640,145 @@ impl Core {
                 failure: TaskFailure { task: key, message },
                 reporter: Some(worker),
             });
+        }
+    }
+
+    /// Adds a live worker as a holder of a result in memory (a second copy: after a
+    /// steal both may have run it, or a reconnecting worker reports it); returns
+    /// whether it was new. The table learns the holders.
+    fn add_holder(&mut self, id: TaskId, worker: WorkerId) -> bool {
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return false;
+        };
+        let Status::Memory { holders, bytes, rows } = &mut task.status else {
+            return false;
+        };
+        let Err(position) = holders.binary_search(&worker) else {
+            return false;
+        };
+        holders.insert(position, worker);
+        let news = News::Finished {
+            workers: holders.clone(),
+            bytes: *bytes,
+            rows: *rows,
+        };
+        let key = task.key().clone();
+        if let Some(state) = self.workers.get_mut(&worker) {
+            state.holds.insert(id);
+        }
+        self.pending.record(&key, news);
+        self.propose_if_full();
+        true
+    }
+
+    /// Reconciles the core's books about `worker` with its report (see
+    /// [`Event::WorkerReported`]).
+    fn worker_reported(
+        &mut self,
+        worker: WorkerId,
+        nthreads: u32,
+        held: Vec<(TaskKey, u64, u64)>,
+        running: Vec<TaskKey>,
+    ) {
+        self.awaiting_reports.remove(&worker);
+        if self.workers.contains_key(&worker) {
+            self.change_worker(worker, |state| state.nthreads = nthreads.max(1));
+        } else {
+            self.add_worker(worker, nthreads);
+        }
+        // Published chunks tasks read: its copies are what it holds now.
+        let held_keys: BTreeSet<&str> = held.iter().map(|(key, _, _)| key.as_str()).collect();
+        let gone: Vec<String> = self
+            .workers
+            .get(&worker)
+            .map(|state| {
+                state
+                    .chunks
+                    .iter()
+                    .filter(|key| !held_keys.contains(key.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in gone {
+            if let Some(state) = self.workers.get_mut(&worker) {
+                state.chunks.remove(&key);
+            }
+            self.lose_chunk_location(&key, worker);
+        }
+        for key in held_keys {
+            if let Some(chunk) = self.chunks.get_mut(key) {
+                if chunk.locations.insert(worker) {
+                    if let Some(state) = self.workers.get_mut(&worker) {
+                        state.chunks.insert(key.to_string());
+                    }
+                }
+            }
+        }
+        let held: Vec<(TaskId, u64, u64)> = held
+            .into_iter()
+            .filter_map(|(key, bytes, rows)| self.ids.get(&key).map(|&id| (id, bytes, rows)))
+            .collect();
+        let reported: BTreeSet<TaskId> = held.iter().map(|(id, _, _)| *id).collect();
+        // Results it was thought to hold and no longer does (it restarted, or lost them).
+        let lost: Vec<TaskId> = self
+            .workers
+            .get(&worker)
+            .map(|state| state.holds.difference(&reported).copied().collect())
+            .unwrap_or_default();
+        for id in lost {
+            if let Some(state) = self.workers.get_mut(&worker) {
+                state.holds.remove(&id);
+            }
+            self.lose_holder(id, worker);
+        }
+        // Results it holds: kept, or learned instead of computed.
+        for (id, bytes, rows) in held {
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            match &mut task.status {
+                Status::Waiting | Status::Ready | Status::Assigned { .. } => {
+                    self.recovery.chunks_reregistered += 1;
+                    self.transition_unfinished_memory(id, worker, bytes, rows);
+                }
+                Status::Memory { .. } => {
+                    if self.add_holder(id, worker) {
+                        self.recovery.chunks_reregistered += 1;
+                    }
+                }
+                Status::Released | Status::Erred(_) => {
+                    let key = task.key().clone();
+                    self.release_to(worker, key);
+                }
+            }
+        }
+        // Tasks it runs stay with it; tasks assigned to it that it does not run (its
+        // queue is gone) are ready again, without counting a death.
+        let running: BTreeSet<TaskId> = running.iter().filter_map(|key| self.ids.get(key).copied()).collect();
+        let dropped: Vec<TaskId> = self
+            .workers
+            .get(&worker)
+            .map(|state| {
+                state
+                    .assigned
+                    .iter()
+                    .map(|(_, id)| *id)
+                    .filter(|id| !running.contains(id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in dropped {
+            self.unassign(id);
+            self.set_status(id, Status::Ready);
+            self.ready.insert(id);
+        }
+        for id in running {
+            match self.tasks.get(&id).map(|task| &task.status) {
+                Some(Status::Ready) => self.transition_ready_assigned(id, worker),
+                Some(Status::Waiting) => self.running_claims.push((id, worker)),
+                _ => {}
+            }
         }
     }
 

@@ -44,6 +44,26 @@ pub enum Event {
         /// How many tasks it runs at once (0 counts as 1).
         nthreads: u32,
     },
+    /// A worker opened its task stream and said what it holds and runs (its hello).
+    /// The core reconciles its books with the report instead of treating the worker
+    /// as new: results it holds are kept or learned (a new leader then recomputes
+    /// nothing a live worker holds, recorded or not), results the core thought it held
+    /// and it does not are lost, tasks it runs stay assigned to it, and tasks assigned
+    /// to it that it does not run (a worker drops its queue when it opens a stream)
+    /// are ready again. Also ends the wait for this worker after a rebuild.
+    WorkerReported {
+        /// The worker.
+        worker: WorkerId,
+        /// How many tasks it runs at once (0 counts as 1).
+        nthreads: u32,
+        /// The task results in its store: key, bytes, rows.
+        held: Vec<(TaskKey, u64, u64)>,
+        /// The tasks it runs now.
+        running: Vec<TaskKey>,
+    },
+    /// The wait after a rebuild for the workers' reports is over (some did not
+    /// report in time): assign what is ready.
+    StopWaitingForReports,
     /// A worker is gone (silent, disconnected, or marked gone through Raft).
     WorkerGone {
         /// The worker.

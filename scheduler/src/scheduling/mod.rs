@@ -50,7 +50,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use self::core::{Core, StatusCounts, TaskStatus, WorkerLoad};
+pub use self::core::{Core, RecoveryCounts, StatusCounts, TaskStatus, WorkerLoad};
 pub use batch::{FinishedTask, TaskBatch};
 pub use config::CoreConfig;
 pub use decision::{Decision, InputLocation, ResultLocation, TaskFailure};

@@ -23,6 +23,18 @@ impl Core {
     /// Assigns ready tasks in priority order while some worker has a free slot, then
     /// lets idle workers steal.
     pub(super) fn schedule(&mut self) {
+        if !self.awaiting_reports.is_empty() {
+            // After a rebuild: a reconnecting worker may hold what is ready.
+            return;
+        }
+        // Tasks a worker reported running go to it once ready (it is running them).
+        for (id, worker) in std::mem::take(&mut self.running_claims) {
+            match self.tasks.get(&id).map(|task| &task.status) {
+                Some(Status::Ready) if self.workers.contains_key(&worker) => self.transition_ready_assigned(id, worker),
+                Some(Status::Waiting) => self.running_claims.push((id, worker)),
+                _ => {}
+            }
+        }
         while let Some(&id) = self.ready.first() {
             let Some(worker) = self.choose_worker(id) else {
                 break;

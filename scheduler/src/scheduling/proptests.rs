@@ -337,6 +337,15 @@ impl Sim {
                             );
                         }
                     }
+                    // A result a live worker holds is never computed again (a new leader
+                    // learns it from the workers' reports).
+                    if let Some((holder, _)) = self
+                        .workers
+                        .iter()
+                        .find(|(_, state)| state.store.contains_key(task.key.as_str()))
+                    {
+                        panic!("{} assigned to {worker} while {holder} holds its result", task.key);
+                    }
                     let state = self.workers.get_mut(&worker).expect("assigned to a live worker");
                     state.queue.push(Entry {
                         key: task.key,
@@ -556,14 +565,95 @@ impl Sim {
             },
         );
         self.table.drop_worker(worker);
-        self.send(Event::WorkerJoined { worker, nthreads });
+        if self.rng.random_bool(0.5) {
+            self.send(Event::WorkerJoined { worker, nthreads });
+        } else {
+            self.send(Event::WorkerReported {
+                worker,
+                nthreads,
+                held: Vec::new(),
+                running: Vec::new(),
+            });
+        }
+    }
+
+    /// A live worker's task stream breaks and reopens (same leader or a new one): it
+    /// keeps its store, drops its queue but for the tasks it was running, and
+    /// reports both.
+    fn report(&mut self, worker: WorkerId) {
+        let running_share = self.rng.random_range(0.0..1.0);
+        let Some(state) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        let mut running = Vec::new();
+        let mut kept = Vec::new();
+        for entry in std::mem::take(&mut state.queue) {
+            // A cancelled entry the worker had not started yet is gone with the queue.
+            if !entry.cancelled && self.rng.random_bool(running_share) {
+                running.push(entry.key.clone());
+                kept.push(entry);
+            }
+        }
+        state.queue = kept;
+        let held = state
+            .store
+            .keys()
+            .filter_map(|key| TaskKey::parse(key).ok())
+            .map(|key| (key, 8, 1))
+            .collect();
+        let nthreads = state.nthreads;
+        self.send(Event::WorkerReported {
+            worker,
+            nthreads,
+            held,
+            running,
+        });
+        // A running task the core did not give back to this worker (its input was not
+        // known to be in memory yet) runs on unasked: it may lose its input.
+        let assigned_here: BTreeSet<TaskKey> = self
+            .workers
+            .get(&worker)
+            .map(|state| {
+                state
+                    .queue
+                    .iter()
+                    .filter(|entry| self.core.task_status(&entry.key) == Some(TaskStatus::Assigned(worker)))
+                    .map(|entry| entry.key.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(state) = self.workers.get_mut(&worker) {
+            for entry in &mut state.queue {
+                if !assigned_here.contains(&entry.key) {
+                    entry.cancelled = true;
+                }
+            }
+        }
+    }
+
+    fn reconnect_stream(&mut self) {
+        *self.stats.entry("stream reconnect").or_default() += 1;
+        let workers: Vec<WorkerId> = self.workers.keys().copied().collect();
+        if let Some(&worker) = workers.choose(&mut self.rng) {
+            self.report(worker);
+        }
     }
 
     /// A new leader: everything pending is proposed and committed, then the core is
     /// rebuilt from the table. Assignments of the old leader keep running.
     fn change_leader(&mut self) {
         *self.stats.entry("leader change").or_default() += 1;
-        self.send(Event::Flush);
+        // Half the time the old leader's unproposed news is lost with it: the new
+        // leader learns those results from the workers' reports.
+        let reports = self.rng.random_bool(0.5);
+        if reports {
+            *self.stats.entry("leader change, news lost").or_default() += 1;
+            let _ = self.core.handle(Event::Flush);
+            // Lost: not recorded. (What the flush decided is dropped, as a leader that
+            // dies before its proposal commits.)
+        } else {
+            self.send(Event::Flush);
+        }
         let recovered = Recovered {
             tasks: self.table.tasks.values().cloned().collect(),
             workers: self
@@ -592,17 +682,25 @@ impl Sim {
                 })
                 .collect(),
         };
-        for state in self.workers.values_mut() {
-            for entry in &mut state.queue {
-                entry.cancelled = true;
+        if !reports {
+            for state in self.workers.values_mut() {
+                for entry in &mut state.queue {
+                    entry.cancelled = true;
+                }
             }
         }
-        let (core, decisions) = Core::rebuild(self.config, recovered);
+        let (core, decisions) = Core::rebuild(self.config, recovered, reports);
         self.core = core;
         if let Err(problem) = self.core.sanity_check() {
             panic!("invariant broken after a rebuild: {problem}");
         }
         self.perform(decisions);
+        if reports {
+            let workers: Vec<WorkerId> = self.workers.keys().copied().collect();
+            for worker in workers {
+                self.report(worker);
+            }
+        }
     }
 
     fn random_step(&mut self) {
@@ -623,7 +721,11 @@ impl Sim {
                 self.faults_left -= 1;
                 self.change_leader();
             }
-            69..=72 if self.workers.len() < 5 => self.join_new_worker(),
+            69..=70 if self.faults_left > 0 => {
+                self.faults_left -= 1;
+                self.reconnect_stream();
+            }
+            71..=72 if self.workers.len() < 5 => self.join_new_worker(),
             73..=76 => {
                 if let Some((who, wanted)) = self.submissions.pop() {
                     self.submit(who, wanted);

@@ -141,6 +141,9 @@ pub(super) struct Task {
     pub(super) pinned: bool,
     /// How many of its workers died while it was assigned to them.
     pub(super) failures: u32,
+    /// Whether its result was in memory at some point (so computing it again is a
+    /// recomputation).
+    pub(super) computed: bool,
     /// While unfinished: how many dependencies are not in memory (0 when ready or
     /// assigned), so a dependency's finish is O(1) per dependent.
     pub(super) missing: usize,

@@ -672,7 +672,7 @@ fn rebuild_recomputes_only_what_is_missing() {
         pinned: Vec::new(),
         chunks: Vec::new(),
     };
-    let (core, decisions) = Core::rebuild(CoreConfig::default(), recovered);
+    let (core, decisions) = Core::rebuild(CoreConfig::default(), recovered, false);
     core.sanity_check().expect("rebuilt core is sane");
     assert_eq!(assigned(&decisions), [(1, "b".to_string()), (1, "lost".to_string())]);
     assert_eq!(released(&decisions), [(1, vec!["unneeded".to_string()])]);

@@ -42,6 +42,13 @@ impl Core {
         }
     }
 
+    /// Counts a task computed again after its result was in memory.
+    fn count_recomputation(&mut self, id: TaskId) {
+        if self.tasks.get(&id).is_some_and(|task| task.computed) {
+            self.recovery.tasks_recomputed += 1;
+        }
+    }
+
     /// Replaces a task's status, keeping the counts; returns the old one.
     pub(super) fn set_status(&mut self, id: TaskId, status: Status) -> Option<Status> {
         let task = self.tasks.get_mut(&id)?;
@@ -77,6 +84,7 @@ impl Core {
     /// released → waiting: something needs the result. Its dependencies count one
     /// more waiter; released ones are computed too; an erred one fails it.
     fn transition_released_waiting(&mut self, id: TaskId) {
+        self.count_recomputation(id);
         self.set_status(id, Status::Waiting);
         self.enter_unfinished(id);
     }
@@ -258,6 +266,7 @@ impl Core {
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
         };
+        task.computed = true;
         let key = task.key().clone();
         let wanted = !task.wanted_by.is_empty();
         let dependents = std::mem::take(&mut task.dependents);
@@ -395,6 +404,7 @@ impl Core {
 
     /// memory → waiting: the result is lost and still needed: compute it again.
     fn transition_memory_waiting(&mut self, id: TaskId) {
+        self.count_recomputation(id);
         self.set_status(id, Status::Waiting);
         let Some(task) = self.tasks.get(&id) else {
             return;

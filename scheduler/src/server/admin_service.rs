@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::consensus::Consensus;
-use super::convert::worker_statuses;
+use super::convert::{recovery_counters, unavailable_datasets, worker_statuses};
 use super::dispatch::Dispatcher;
 use super::error::ServerError;
 use super::liveness::Liveness;
@@ -92,11 +92,13 @@ fn member(member: &Member) -> pb::Member {
 impl Admin for AdminService {
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
         let status = self.consensus.replica.status().await;
-        let (datasets, workers, tasks) = self.consensus.state.read(|state| {
+        let (datasets, workers, tasks, recovery, unavailable) = self.consensus.state.read(|state| {
             (
                 state.dataset_count() as u64,
                 worker_statuses(state, &self.liveness),
                 state.tasks().len() as u64,
+                recovery_counters(state.recovery()),
+                unavailable_datasets(state),
             )
         });
         Ok(Response::new(pb::StatusReply {
@@ -123,6 +125,8 @@ impl Admin for AdminService {
                     erred,
                 }
             }),
+            recovery: Some(recovery),
+            unavailable,
         }))
     }
 

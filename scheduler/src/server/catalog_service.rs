@@ -6,20 +6,85 @@ use tonic::{Request, Response, Status};
 
 use super::consensus::{now_ms, Consensus};
 use super::convert::{entry_reply, info_reply, publish_item};
+use super::dispatch::Dispatcher;
 use super::error::ServerError;
-use crate::catalog::{CatalogError, DatasetName};
+use crate::catalog::{CatalogError, DatasetEntry, DatasetName, EntryKind};
 use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState, Operation, RequestId};
+use crate::graph::TaskKey;
+use crate::scheduling::Event;
 
 /// Serves the dataset catalog of one replica.
 pub struct CatalogService {
     /// Raft and the applied state.
     consensus: Consensus,
+    /// The leader's task runtime: told which task results published datasets pin.
+    dispatcher: Dispatcher,
+}
+
+/// The chunk keys of the persisted entries a write touches (new and replaced).
+fn touched_chunks(state: &ControlState, operation: &Operation) -> Vec<String> {
+    let chunks_of = |entry: &DatasetEntry| -> Vec<String> {
+        match &entry.kind {
+            EntryKind::Persisted(collection) => collection.chunks.iter().map(|chunk| chunk.key.clone()).collect(),
+            EntryKind::Value(_) | EntryKind::View(_) => Vec::new(),
+        }
+    };
+    match operation {
+        Operation::PublishEntries { items, .. } => items
+            .iter()
+            .flat_map(|item| {
+                let mut keys = match &item.kind {
+                    EntryKind::Persisted(collection) => {
+                        collection.chunks.iter().map(|chunk| chunk.key.clone()).collect()
+                    }
+                    EntryKind::Value(_) | EntryKind::View(_) => Vec::new(),
+                };
+                keys.extend(state.get(&item.name).map(chunks_of).unwrap_or_default());
+                keys
+            })
+            .collect(),
+        Operation::Unpublish { name } => state.get(name).map(chunks_of).unwrap_or_default(),
+        Operation::Publish { .. } => Vec::new(),
+    }
 }
 
 impl CatalogService {
     /// The service over `consensus`.
-    pub fn new(consensus: Consensus) -> CatalogService {
-        CatalogService { consensus }
+    pub fn new(consensus: Consensus, dispatcher: Dispatcher) -> CatalogService {
+        CatalogService { consensus, dispatcher }
+    }
+
+    /// Tells the task runtime which task results the datasets now pin, among the
+    /// chunks a committed write touched: a pinned result is kept (and recomputed from
+    /// lineage if its holders are lost), an unpinned one may be released.
+    fn update_pins(&self, touched: Vec<String>) {
+        if touched.is_empty() {
+            return;
+        }
+        let (pinned, unpinned): (Vec<TaskKey>, Vec<TaskKey>) = self.read(|state| {
+            let mut pinned = Vec::new();
+            let mut unpinned = Vec::new();
+            for key in touched {
+                let Ok(task) = TaskKey::parse(&key) else {
+                    continue;
+                };
+                if !state.tasks().contains(&task) {
+                    continue;
+                }
+                if state.is_pinned(&key) {
+                    pinned.push(task);
+                } else {
+                    unpinned.push(task);
+                }
+            }
+            (pinned, unpinned)
+        });
+        if !pinned.is_empty() {
+            self.dispatcher.event(Event::Pinned { keys: pinned });
+        }
+        if !unpinned.is_empty() {
+            self.dispatcher.event(Event::Unpinned { keys: unpinned });
+        }
     }
 
     /// Proposes a write; a write on an unknown or expired session is refused.
@@ -27,6 +92,7 @@ impl CatalogService {
         if self.consensus.injected_bugs.ack_before_commit {
             return self.write_acknowledged_before_commit(request, operation).await;
         }
+        let touched = self.read(|state| touched_chunks(state, &operation));
         let command = ControlCommand::Write {
             request,
             now_ms: now_ms(),
@@ -34,9 +100,12 @@ impl CatalogService {
         };
         let outcome = self.consensus.propose(&command).await?;
         match outcome {
-            ControlOutcome::Write(Ok(ack)) => Ok(pb::WriteReply {
-                log_index: ack.log_index,
-            }),
+            ControlOutcome::Write(Ok(ack)) => {
+                self.update_pins(touched);
+                Ok(pb::WriteReply {
+                    log_index: ack.log_index,
+                })
+            }
             ControlOutcome::Write(Err(error)) => Err(ServerError::Catalog(error)),
             other => Err(ServerError::Unavailable {
                 reason: format!("a write returned {other:?}"),

@@ -10,7 +10,7 @@ use super::liveness::{Heard, Liveness};
 use crate::catalog::{
     ChunkRef, DatasetEntry, DatasetName, EntryKind, InlineValue, PersistedCollection, PublishItem, ViewCollection,
 };
-use crate::control::ControlState;
+use crate::control::{ControlState, RecoveryCounters};
 use crate::registry::{WorkerId, WorkerRecord, WorkerState};
 
 /// A publish item from the wire: exactly one of an inline value and a collection.
@@ -152,6 +152,38 @@ pub fn info_reply(state: &ControlState, entry: &DatasetEntry) -> pb::DatasetInfo
         publisher: entry.publisher.clone(),
         published_at_index: entry.published_at_index,
         persisted,
+        availability: state
+            .availability(entry)
+            .map(|availability| availability.label().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The published datasets that are not fully available, for status.
+pub fn unavailable_datasets(state: &ControlState) -> Vec<pb::DatasetAvailability> {
+    state
+        .entries_in_order()
+        .into_iter()
+        .filter_map(|entry| {
+            let availability = state.availability(entry)?;
+            (availability.label() != "available").then(|| pb::DatasetAvailability {
+                name: entry.name.to_string(),
+                state: availability.label().to_string(),
+                chunks: availability.chunks,
+                chunks_without_live_copy: availability.without_live_copy,
+                chunks_below_replicas: availability.below_replicas,
+            })
+        })
+        .collect()
+}
+
+/// The replicated recovery counters as status shows them.
+pub fn recovery_counters(counters: RecoveryCounters) -> pb::RecoveryCounters {
+    pb::RecoveryCounters {
+        failovers: counters.failovers,
+        tasks_recomputed: counters.tasks_recomputed,
+        chunks_reregistered: counters.chunks_reregistered,
+        replicas_repaired: counters.replicas_repaired,
     }
 }
 
@@ -184,6 +216,7 @@ fn worker_status(record: &WorkerRecord, heard: Option<&Heard>) -> pb::WorkerStat
         status.paused = heard.beat.paused.clone();
         status.last_seen_ms_ago = heard.at.elapsed().as_millis() as u64;
         status.heartbeating = true;
+        status.tasks_run = heard.beat.tasks_run;
     }
     status
 }

@@ -20,7 +20,7 @@ use tonic::Status;
 
 use super::consensus::Consensus;
 use super::convert_graph::task_to_wire;
-use crate::control::{ClientId, ControlCommand, ControlState, TaskOutcome};
+use crate::control::{ClientId, ControlCommand, ControlState, RecoveryCounters, TaskOutcome};
 use crate::graph::{OpSignature, TaskKey, TaskSpec};
 use crate::registry::{WorkerId, WorkerState};
 use crate::scheduling::{
@@ -31,6 +31,13 @@ use crate::scheduling::{
 const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// How many inputs one burst handles before messages go out.
 const MAX_BURST: usize = 4096;
+/// How long a new leader waits for the live workers' reports (what they hold and
+/// run) before it assigns anything: long enough for a worker to find the new leader
+/// and register again, short enough that a worker that died with the old leader
+/// does not hold the graph up for long (the registry marks it gone later).
+const REPORT_WAIT: Duration = Duration::from_secs(3);
+/// How often recovery counters are recorded through Raft (when they moved).
+const COUNTER_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A worker's outgoing task stream.
 pub type Outbox = mpsc::UnboundedSender<Result<pb::SchedulerTaskMessage, Status>>;
@@ -50,6 +57,7 @@ enum Input {
         worker: WorkerId,
         nthreads: u32,
         operations: Vec<OpSignature>,
+        report: WorkerReport,
         outbox: Outbox,
         connection: u64,
     },
@@ -67,6 +75,16 @@ enum Input {
         keys: Vec<TaskKey>,
         reply: oneshot::Sender<Vec<pb::TaskResult>>,
     },
+}
+
+/// What a worker says in its hello: the task results it holds (key, bytes, rows) and
+/// the tasks it runs.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    /// Results in its store.
+    pub held: Vec<(TaskKey, u64, u64)>,
+    /// Tasks it runs now.
+    pub running: Vec<TaskKey>,
 }
 
 /// Shared with the gRPC handlers.
@@ -149,12 +167,20 @@ impl Dispatcher {
 
     /// A worker opened its task stream; returns the connection number to give to
     /// [`Dispatcher::disconnect`].
-    pub fn connect(&self, worker: WorkerId, nthreads: u32, operations: Vec<OpSignature>, outbox: Outbox) -> u64 {
+    pub fn connect(
+        &self,
+        worker: WorkerId,
+        nthreads: u32,
+        operations: Vec<OpSignature>,
+        report: WorkerReport,
+        outbox: Outbox,
+    ) -> u64 {
         let connection = self.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.send(Input::Connect {
             worker,
             nthreads,
             operations,
+            report,
             outbox,
             connection,
         });
@@ -273,7 +299,13 @@ async fn run(
         let (committed, mut committed_releases) = mpsc::unbounded_channel();
         let proposer = tokio::spawn(propose_batches(consensus.clone(), proposal_receiver, committed));
         let (recovered, addresses) = consensus.state.read(recover);
-        let (core, decisions) = Core::rebuild(config, recovered);
+        let reign_started = tokio::time::Instant::now();
+        let (core, decisions) = Core::rebuild(config, recovered, true);
+        let mut counters = RecoveryCounters {
+            failovers: 1,
+            ..RecoveryCounters::default()
+        };
+        let mut counters_recorded = reign_started;
         let mut reign = Reign {
             term,
             core,
@@ -319,13 +351,32 @@ async fn run(
                     if consensus.replica.leading_term() != Some(term) {
                         break;
                     }
+                    if reign.core.awaiting_reports() > 0 && reign_started.elapsed() >= REPORT_WAIT {
+                        tracing::warn!(
+                            term,
+                            missing = reign.core.awaiting_reports(),
+                            "some live workers did not report in time; scheduling without them"
+                        );
+                        let decisions = reign.core.handle(Event::StopWaitingForReports);
+                        reign.perform(decisions);
+                    }
                     let decisions = reign.core.handle(Event::Flush);
                     reign.perform(decisions);
                     reign.send_outgoing();
+                    let recovered = reign.core.take_recovery();
+                    counters.tasks_recomputed += recovered.tasks_recomputed;
+                    counters.chunks_reregistered += recovered.chunks_reregistered;
+                    if counters != RecoveryCounters::default() && counters_recorded.elapsed() >= COUNTER_INTERVAL {
+                        counters_recorded = tokio::time::Instant::now();
+                        record_counters(&consensus, std::mem::take(&mut counters));
+                    }
                     let counts = reign.core.counts();
                     shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts = counts;
                 }
             }
+        }
+        if counters != RecoveryCounters::default() {
+            record_counters(&consensus, counters);
         }
         tracing::info!(term, "task runtime no longer leading");
         set_term(None);
@@ -413,6 +464,17 @@ fn external_chunks<'a>(state: &ControlState, tasks: impl Iterator<Item = &'a Tas
     chunks
 }
 
+/// Adds to the replicated recovery counters (in the background: increments commute,
+/// and a leader that loses its term loses only what it had not recorded).
+fn record_counters(consensus: &Consensus, counters: RecoveryCounters) {
+    let consensus = consensus.clone();
+    tokio::spawn(async move {
+        if let Err(error) = consensus.propose(&ControlCommand::CountRecovery { counters }).await {
+            tracing::debug!(%error, ?counters, "cannot record recovery counters");
+        }
+    });
+}
+
 /// Proposes batches in order, merging those that queued up behind a proposal.
 async fn propose_batches(
     consensus: Consensus,
@@ -480,6 +542,7 @@ impl Reign {
                 worker,
                 nthreads,
                 operations,
+                report,
                 outbox,
                 connection,
             } => {
@@ -490,7 +553,15 @@ impl Reign {
                 {
                     self.addresses.insert(worker, addr);
                 }
-                tracing::info!(%worker, nthreads, operations = operations.len(), term = self.term, "worker task stream open");
+                tracing::info!(
+                    %worker,
+                    nthreads,
+                    operations = operations.len(),
+                    held = report.held.len(),
+                    running = report.running.len(),
+                    term = self.term,
+                    "worker task stream open"
+                );
                 shared
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -499,16 +570,21 @@ impl Reign {
                 if let Some(previous) = self.connections.insert(worker, Connection { outbox, connection }) {
                     drop(previous);
                 }
-                // A worker the core already counts as live (recovered from the registry
-                // at the start of this term) keeps its tasks and results: only a new
-                // one joins.
-                if !self.core.workers().contains(&worker) {
-                    let decisions = self.core.handle(Event::WorkerJoined { worker, nthreads });
-                    self.perform(decisions);
-                }
+                // The worker dropped its queue when it opened the stream: assignments
+                // and cancels kept for it are moot (the core gives back what it does not
+                // run); deletions still go.
                 if let Some(backlog) = self.backlog.remove(&worker) {
-                    self.outgoing.entry(worker).or_default().append(backlog);
+                    self.outgoing.entry(worker).or_default().release.extend(backlog.release);
                 }
+                // The core reconciles its books with what the worker holds and runs:
+                // nothing a live worker holds is computed again.
+                let decisions = self.core.handle(Event::WorkerReported {
+                    worker,
+                    nthreads,
+                    held: report.held,
+                    running: report.running,
+                });
+                self.perform(decisions);
             }
             Input::Disconnect { worker, connection } => {
                 let current = self.connections.get(&worker).map(|open| open.connection);

@@ -4,7 +4,9 @@
 //! Heartbeats are not Raft entries: they arrive at the leader only, and only its
 //! memory holds them. A replica that becomes leader starts every registered worker's
 //! clock afresh (it has heard none of them yet), so a leader change never marks a
-//! healthy worker gone.
+//! healthy worker gone; and a leader that loses its quorum starts them afresh again
+//! once it has it back (meanwhile no worker could register or be answered), so a
+//! scheduler fault never marks a healthy worker gone either.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,10 @@ struct LivenessState {
     heard: HashMap<WorkerId, Heard>,
     /// Workers whose `WorkerGone` is proposed, so it is not proposed every tick.
     gone_proposed: BTreeSet<WorkerId>,
+    /// Since when this leader has confirmed its quorum at every tick: a worker's
+    /// silence counts only from then (while the leader could not commit, workers could
+    /// not re-register or be served either).
+    healthy_since: Option<Instant>,
 }
 
 /// Shared between the heartbeat handler, the monitor and status. Cheap to clone.
@@ -79,8 +85,15 @@ impl Liveness {
         }
         state.leading_term = leading_term;
         state.leading_since = leading_term.map(|_| Instant::now());
+        state.healthy_since = state.leading_since;
         state.heard.clear();
         state.gone_proposed.clear();
+    }
+
+    /// The leader could not confirm its quorum: every worker's silence starts again
+    /// once it can.
+    fn unhealthy(&self) {
+        self.lock().healthy_since = Some(Instant::now());
     }
 
     /// Workers silent for longer than `timeout` that are not yet proposed gone.
@@ -89,12 +102,16 @@ impl Liveness {
         let Some(since) = state.leading_since else {
             return Vec::new();
         };
+        let healthy_since = state.healthy_since.unwrap_or(since).max(since);
         let now = Instant::now();
         let silent: Vec<WorkerId> = alive
             .iter()
             .filter(|worker| !state.gone_proposed.contains(worker))
             .filter(|worker| {
-                let last = state.heard.get(worker).map_or(since, |heard| heard.at);
+                let last = state
+                    .heard
+                    .get(worker)
+                    .map_or(healthy_since, |heard| heard.at.max(healthy_since));
                 now.duration_since(last) > timeout
             })
             .copied()
@@ -120,6 +137,14 @@ pub async fn monitor(consensus: Consensus, liveness: Liveness, dispatcher: Dispa
         let leading_term = (status.state == "leader").then_some(status.term);
         liveness.observe_leadership(leading_term);
         if leading_term.is_none() {
+            continue;
+        }
+        // Judge silence only while this leader can reach a quorum (ReadIndex).
+        if tokio::time::timeout(MONITOR_INTERVAL * 4, consensus.read_barrier())
+            .await
+            .map_or(true, |barrier| barrier.is_err())
+        {
+            liveness.unhealthy();
             continue;
         }
         let alive: Vec<WorkerId> = consensus.state.read(|state| {

@@ -12,6 +12,7 @@ mod error;
 mod flight_service;
 mod liveness;
 mod reconfig;
+mod repair;
 mod task_service;
 mod worker_service;
 
@@ -98,7 +99,8 @@ pub async fn run(
         dispatcher.clone(),
         config.worker_timeout,
     ));
-    let catalog = CatalogServer::new(CatalogService::new(consensus.clone()))
+    let repairs = tokio::spawn(repair::run(consensus.clone(), dispatcher.clone()));
+    let catalog = CatalogServer::new(CatalogService::new(consensus.clone(), dispatcher.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let workers = WorkerRegistryServer::new(WorkerService::new(
@@ -137,6 +139,7 @@ pub async fn run(
         )
         .await;
     monitor.abort();
+    repairs.abort();
     tracing::info!(node = node.node_id, "scheduler stopping");
     node.replica().shutdown().await;
     served.map_err(|source| SchedulerError::Serve { source })

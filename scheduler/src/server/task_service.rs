@@ -12,11 +12,14 @@ use super::convert_graph::{signature_to_wire, task_key, task_spec};
 use super::dispatch::Dispatcher;
 use super::error::ServerError;
 use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState};
-use crate::graph::{dependency_order, validate_graph, KnownKeys, TaskKey, TaskSpec};
+use crate::graph::{dependency_order, validate_graph, GraphError, KnownKeys, TaskKey, TaskSpec};
 use crate::scheduling::Event;
 
 /// The most tasks one Raft entry carries.
 const MAX_TASKS_PER_BATCH: usize = 10_000;
+/// How long a graph naming an operation no connected worker offers waits for the
+/// registered workers to reconnect (after a leader change) before it is refused.
+const RECONNECT_WAIT: Duration = Duration::from_secs(5);
 /// The most bytes (approximately) one Raft entry carries.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// The longest a single `WaitTasks` call waits.
@@ -95,11 +98,31 @@ impl Scheduler for TaskService {
             .map(|key| task_key(key))
             .collect::<Result<Vec<_>, _>>()?;
         self.consensus.read_barrier().await?;
-        let operations = self.dispatcher.operations();
-        self.consensus
-            .state
-            .read(|state| validate_graph(&tasks, &Known(state), &operations))
-            .map_err(ServerError::from)?;
+        // Right after a leader change the workers are still reconnecting: an
+        // operation no connected worker offers is refused only once every worker the
+        // registry counts alive has opened its stream, or after a short wait.
+        let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
+        loop {
+            let operations = self.dispatcher.operations();
+            let validated = self
+                .consensus
+                .state
+                .read(|state| validate_graph(&tasks, &Known(state), &operations));
+            match validated {
+                Ok(()) => break,
+                Err(GraphError::UnknownOperation { .. })
+                    if tokio::time::Instant::now() < deadline
+                        && (self.dispatcher.term().is_none()
+                            || self.dispatcher.connected_workers()
+                                < self.consensus.state.read(|state| state.live_worker_count())) =>
+                {
+                    // Leadership may have moved meanwhile: then the client follows.
+                    self.consensus.replica.ensure_leader().map_err(ServerError::from)?;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(ServerError::from(error).into()),
+            }
+        }
         let ordered = dependency_order(tasks.clone());
         let mut parts = batches(ordered);
         let count = parts.len();

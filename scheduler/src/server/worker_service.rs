@@ -14,10 +14,11 @@ use tonic::{Request, Response, Status, Streaming};
 use super::consensus::{now_ms, Consensus};
 use super::convert::worker_statuses;
 use super::convert_graph::{signature, task_key};
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, WorkerReport};
 use super::error::ServerError;
 use super::liveness::Liveness;
 use crate::control::{ControlCommand, ControlOutcome};
+use crate::graph::TaskKey;
 use crate::registry::{WorkerId, WorkerRegistration, WorkerState};
 use crate::scheduling::Event;
 
@@ -234,8 +235,23 @@ impl WorkerRegistry for WorkerService {
             .into());
         }
         let operations = hello.operations.into_iter().map(signature).collect();
+        // Keys that are not task keys are published chunks, not results: skipped.
+        let hello_report = WorkerReport {
+            held: hello
+                .held
+                .into_iter()
+                .filter_map(|held| TaskKey::parse(&held.key).ok().map(|key| (key, held.bytes, held.rows)))
+                .collect(),
+            running: hello
+                .running
+                .iter()
+                .filter_map(|key| TaskKey::parse(key).ok())
+                .collect(),
+        };
         let (outbox, receiver) = mpsc::unbounded_channel();
-        let connection = self.dispatcher.connect(worker, hello.nthreads, operations, outbox);
+        let connection = self
+            .dispatcher
+            .connect(worker, hello.nthreads, operations, hello_report, outbox);
         let dispatcher = self.dispatcher.clone();
         tokio::spawn(async move {
             while let Some(message) = inbound.next().await {

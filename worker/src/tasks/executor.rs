@@ -92,6 +92,10 @@ struct Inner {
     jobs: Arc<Jobs>,
     /// The async runtime, for fetches and store deletes.
     runtime: tokio::runtime::Handle,
+    /// Operations run to completion since the process started (not counting
+    /// assignments answered from the store, or operations that failed or were
+    /// cancelled).
+    tasks_run: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Inner {
@@ -126,6 +130,7 @@ impl Executor {
                 reporter: Mutex::new(None),
                 jobs: Arc::new(Jobs::default()),
                 runtime: tokio::runtime::Handle::current(),
+                tasks_run: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         for index in 0..nthreads.max(1) {
@@ -157,6 +162,32 @@ impl Executor {
     /// How many tasks wait and run.
     pub fn load(&self) -> (usize, usize) {
         lock(&self.inner.queue).load()
+    }
+
+    /// How many operations this process has run.
+    pub fn tasks_run(&self) -> u64 {
+        self.inner.tasks_run.load(Ordering::Relaxed)
+    }
+
+    /// A task stream opens: queued assignments are dropped; returns the started ones
+    /// (see [`TaskQueue::reopen`]).
+    pub fn reopen(&self) -> Vec<String> {
+        lock(&self.inner.queue).reopen()
+    }
+
+    /// The results in the store, as a hello reports them (every chunk: the leader
+    /// keeps those that are results of its tasks).
+    pub fn held(&self) -> Vec<pb::TaskFinished> {
+        self.inner
+            .store
+            .chunks()
+            .into_iter()
+            .map(|chunk| pb::TaskFinished {
+                key: chunk.key.to_string(),
+                bytes: chunk.memory_bytes,
+                rows: chunk.rows,
+            })
+            .collect()
     }
 
     /// Handles one message from the leader.
@@ -356,6 +387,10 @@ fn run(inner: &Inner, job: Job) -> Result<(u64, u64), String> {
         .into_iter()
         .map(|arg| op_value(arg, &inputs))
         .collect::<Result<Vec<_>, _>>()?;
+    if job.cancelled.load(Ordering::Relaxed) {
+        // Cancelled while it waited for a thread (stolen, or moved by the leader).
+        return Err(format!("task '{}' was cancelled before it ran", task.key));
+    }
     let context = OpContext {
         task_key: task.key.clone(),
         cancelled: job.cancelled,
@@ -364,6 +399,8 @@ fn run(inner: &Inner, job: Job) -> Result<(u64, u64), String> {
         .registry
         .run(&task.op, args, &context)
         .map_err(|error| error.to_string())?;
+    inner.tasks_run.fetch_add(1, Ordering::Relaxed);
+    tracing::trace!(key = %task.key, op = %task.op, "task ran");
     store_result(inner, key, batch)
 }
 

@@ -122,6 +122,24 @@ impl TaskQueue {
         instructions
     }
 
+    /// The worker opens a task stream (to a new leader, or the same one again): the
+    /// queued assignments are dropped (the leader gives back what it still wants,
+    /// from the worker's report), and the started ones are returned: they finish and
+    /// report on the new stream.
+    pub fn reopen(&mut self) -> Vec<String> {
+        if !self.queued.is_empty() {
+            tracing::info!(
+                dropped = self.queued.len(),
+                "task stream reopened: dropping queued assignments"
+            );
+        }
+        self.queued.clear();
+        self.queued_keys.clear();
+        let mut running: Vec<String> = self.running.keys().cloned().collect();
+        running.sort();
+        running
+    }
+
     /// A running task ended (finished, failed or cancelled): its thread is free.
     pub fn ended(&mut self, key: &str) -> Vec<Instruction> {
         self.running.remove(key);
@@ -227,6 +245,17 @@ mod tests {
         let out = queue.receive(message(1, Vec::new(), &["b", "a"]));
         assert!(matches!(&out[..], [Instruction::ReportCancelled(key)] if key == "b"));
         assert!(flag.load(Ordering::Relaxed));
+    }
+
+    /// Reopening the stream drops what waits and names what was started.
+    #[test]
+    fn reopen_drops_queued_and_names_running() {
+        let mut queue = TaskQueue::new(1);
+        queue.receive(message(3, vec![assignment("a", 1), assignment("b", 2)], &[]));
+        assert_eq!(queue.reopen(), ["a"]);
+        assert_eq!(queue.load(), (0, 1), "b was dropped");
+        assert!(started(&queue.ended("a")).is_empty());
+        assert_eq!(queue.term(), 3, "the term seen stays");
     }
 
     /// The same key assigned twice runs once.

@@ -16,17 +16,29 @@ pub async fn run_task_stream(
     worker_id: &str,
     nthreads: u32,
 ) -> Result<(), String> {
+    // Reports go to the new stream from now on (queued until it opens), so a task
+    // that finishes after the report below is heard of; then the report: what was
+    // started (it finishes here), what the store holds (taken after, so a task
+    // finishing in between is in one list or both). Queued assignments are dropped.
+    let (reports, mut pending) = mpsc::unbounded_channel();
+    executor.set_link(Some(client.clone()), Some(reports));
+    let running = executor.reopen();
+    let held = executor.held();
     let hello = pb::WorkerHello {
         worker_id: worker_id.to_string(),
         nthreads,
         operations: executor.registry().signatures().iter().map(signature_to_wire).collect(),
+        held,
+        running,
     };
-    let mut stream = client
-        .open_task_stream(hello)
-        .await
-        .map_err(|error| error.to_string())?;
-    let (reports, mut pending) = mpsc::unbounded_channel();
-    executor.set_link(Some(client.clone()), Some(reports));
+    let opened = client.open_task_stream(hello).await;
+    let mut stream = match opened {
+        Ok(stream) => stream,
+        Err(error) => {
+            executor.set_link(None, None);
+            return Err(error.to_string());
+        }
+    };
     let outbound = stream.outbound.clone();
     let writer = tokio::spawn(async move {
         while let Some(first) = pending.recv().await {
