@@ -514,34 +514,66 @@ pub async fn final_reads(recorder: Arc<Recorder>, client: Client, first_process:
         .collect();
     keys.extend(listed);
     let keys: Vec<String> = keys.into_iter().collect();
-    let lanes = 16usize;
+    retry_in_lanes(
+        keys,
+        16,
+        process + 1,
+        deadline,
+        Duration::from_millis(100),
+        move |lane_process, key| {
+            let (recorder, client) = (recorder.clone(), client.clone());
+            async move {
+                let invocation = Invocation {
+                    process: lane_process,
+                    f: OpFn::Get,
+                    key: Some(key.as_ref().clone()),
+                    value: None,
+                    is_final: true,
+                    extra: Extra::default(),
+                };
+                perform(&recorder, &client, invocation, op_timeout).await.0 == OpType::Ok
+            }
+        },
+    )
+    .await
+}
+
+/// The final phases' loop: runs `attempt(process, item)` for every item, spread
+/// round-robin over `lanes` concurrent lanes (lane `n` records as process
+/// `first_process + n`), trying an item again every `pause` until it returns true or
+/// `deadline` passes (then the lane goes on to its next item). Returns whether every
+/// item succeeded.
+pub(crate) async fn retry_in_lanes<T, F, Fut>(
+    items: Vec<T>,
+    lanes: usize,
+    first_process: u64,
+    deadline: Instant,
+    pause: Duration,
+    attempt: F,
+) -> bool
+where
+    T: Send + Sync + 'static,
+    F: Fn(u64, Arc<T>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let mut by_lane: Vec<Vec<Arc<T>>> = (0..lanes.max(1)).map(|_| Vec::new()).collect();
+    let count = by_lane.len();
+    for (at, item) in items.into_iter().enumerate() {
+        by_lane[at % count].push(Arc::new(item));
+    }
     let mut tasks = Vec::new();
-    for lane in 0..lanes {
-        let lane_keys: Vec<String> = keys.iter().skip(lane).step_by(lanes).cloned().collect();
-        let recorder = recorder.clone();
-        let client = client.clone();
-        let lane_process = process + 1 + lane as u64;
+    for (lane, lane_items) in by_lane.into_iter().enumerate() {
+        let attempt = attempt.clone();
+        let process = first_process + lane as u64;
         tasks.push(tokio::spawn(async move {
             let mut complete = true;
-            for key in lane_keys {
-                loop {
-                    let invocation = Invocation {
-                        process: lane_process,
-                        f: OpFn::Get,
-                        key: Some(key.clone()),
-                        value: None,
-                        is_final: true,
-                        extra: Extra::default(),
-                    };
-                    let (kind, _) = perform(&recorder, &client, invocation, op_timeout).await;
-                    if kind == OpType::Ok {
-                        break;
-                    }
+            for item in lane_items {
+                while !attempt(process, item.clone()).await {
                     if Instant::now() > deadline {
                         complete = false;
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(pause).await;
                 }
             }
             complete

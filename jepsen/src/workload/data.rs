@@ -24,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
-use super::{classify, perform_with, Completion, Invocation, Recorder, WorkerContext, FAIL_BACKOFF};
+use super::{classify, perform_with, retry_in_lanes, Completion, Invocation, Recorder, WorkerContext, FAIL_BACKOFF};
 use crate::content;
 use crate::history::{DataSpec, Extra, OpFn, OpType};
 
@@ -285,35 +285,16 @@ pub async fn final_reads(
     op_timeout: Duration,
 ) -> bool {
     let deadline = Instant::now() + limit;
-    let names = pool.names();
-    let lanes = 8usize;
-    let mut tasks = Vec::new();
-    for lane in 0..lanes {
-        let lane_names: Vec<String> = names.iter().skip(lane).step_by(lanes).cloned().collect();
-        let recorder = recorder.clone();
-        let client = client.clone();
-        let process = first_process + lane as u64;
-        tasks.push(tokio::spawn(async move {
-            let mut complete = true;
-            for name in lane_names {
-                loop {
-                    let kind = perform_read(&recorder, &client, process, &name, true, op_timeout).await;
-                    if kind == OpType::Ok {
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        complete = false;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            complete
-        }));
-    }
-    let mut complete = true;
-    for task in tasks {
-        complete &= task.await.unwrap_or(false);
-    }
-    complete
+    retry_in_lanes(
+        pool.names(),
+        8,
+        first_process,
+        deadline,
+        Duration::from_millis(200),
+        move |process, name| {
+            let (recorder, client) = (recorder.clone(), client.clone());
+            async move { perform_read(&recorder, &client, process, &name, true, op_timeout).await == OpType::Ok }
+        },
+    )
+    .await
 }

@@ -16,7 +16,7 @@ use cairn_client::{scalar_i64, Client, Delayed, Error, TaskArg, TaskFuture};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{classify, perform_with, Completion, Invocation, Recorder, WorkerContext, FAIL_BACKOFF};
+use super::{classify, perform_with, retry_in_lanes, Completion, Invocation, Recorder, WorkerContext, FAIL_BACKOFF};
 use crate::history::{Extra, GraphSpec, OpFn, OpType};
 
 /// A graph submitted (acknowledged) whose result was not read yet: its future keeps
@@ -233,39 +233,24 @@ pub async fn final_gathers(
     op_timeout: Duration,
 ) -> bool {
     let deadline = Instant::now() + limit;
-    let lanes = 8usize;
-    let mut by_lane: Vec<Vec<PendingGraph>> = (0..lanes).map(|_| Vec::new()).collect();
-    for (at, graph) in graphs.into_iter().enumerate() {
-        by_lane[at % lanes].push(graph);
-    }
-    let mut tasks = Vec::new();
-    for (lane, lane_graphs) in by_lane.into_iter().enumerate() {
-        let recorder = recorder.clone();
-        let client = client.clone();
-        let process = first_process + lane as u64;
-        tasks.push(tokio::spawn(async move {
-            let mut complete = true;
-            for graph in lane_graphs {
-                loop {
-                    if perform_gather(&recorder, &client, process, &graph, true, op_timeout).await {
-                        let _ = graph.future.cancel().await;
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        complete = false;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    retry_in_lanes(
+        graphs,
+        8,
+        first_process,
+        deadline,
+        Duration::from_millis(200),
+        move |process, graph| {
+            let (recorder, client) = (recorder.clone(), client.clone());
+            async move {
+                if !perform_gather(&recorder, &client, process, &graph, true, op_timeout).await {
+                    return false;
                 }
+                let _ = graph.future.cancel().await;
+                true
             }
-            complete
-        }));
-    }
-    let mut complete = true;
-    for task in tasks {
-        complete &= task.await.unwrap_or(false);
-    }
-    complete
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

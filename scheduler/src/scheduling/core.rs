@@ -769,9 +769,7 @@ impl Core {
             })
             .unwrap_or_default();
         for id in dropped {
-            self.unassign(id);
-            self.set_status(id, Status::Ready);
-            self.ready.insert(id);
+            self.transition_assigned_ready(id);
         }
         for id in running {
             match self.tasks.get(&id).map(|task| &task.status) {

@@ -187,12 +187,18 @@ impl Core {
         Some(worker)
     }
 
-    /// assigned → ready: the task's worker died. It counts a failure; past the
-    /// allowed number it errs (Dask's `KilledWorker`).
-    pub(super) fn transition_assigned_ready_worker_died(&mut self, id: TaskId) {
+    /// assigned → ready: the task is no longer on its worker (it dropped its queue),
+    /// and goes back to the ready queue.
+    pub(super) fn transition_assigned_ready(&mut self, id: TaskId) {
         self.unassign(id);
         self.set_status(id, Status::Ready);
         self.ready.insert(id);
+    }
+
+    /// assigned → ready: the task's worker died. It counts a failure; past the
+    /// allowed number it errs (Dask's `KilledWorker`).
+    pub(super) fn transition_assigned_ready_worker_died(&mut self, id: TaskId) {
+        self.transition_assigned_ready(id);
         let allowed = self.config.allowed_failures;
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
