@@ -208,7 +208,8 @@ pub(crate) async fn persist_on_worker(
 pub struct TransferError {
     /// What the worker or the transport said.
     pub message: String,
-    /// The worker is paused (memory or disk) or busy: it may accept the chunk later.
+    /// The worker is paused (memory or disk), busy, or not yet registered since it
+    /// started: it may accept the chunk later.
     pub worker_paused: bool,
 }
 
@@ -231,7 +232,7 @@ impl From<arrow_flight::error::FlightError> for TransferError {
                 .metadata()
                 .get(ERROR_KIND_KEY)
                 .and_then(|kind| kind.to_str().ok())
-                .is_some_and(|kind| kind == "worker-paused" || kind == "worker-busy"),
+                .is_some_and(|kind| matches!(kind, "worker-paused" | "worker-busy" | "worker-starting")),
             _ => false,
         };
         TransferError {

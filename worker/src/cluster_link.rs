@@ -103,7 +103,8 @@ pub async fn run_link(
 }
 
 /// Registers this worker with every chunk it holds, and records the cluster id in
-/// its data dir on the first registration.
+/// its data dir on the first registration. The first acknowledged registration of
+/// this process opens it to uploads ([`WorkerData::registered`]).
 async fn register(
     client: &Client,
     config: &WorkerConfig,
@@ -125,8 +126,11 @@ async fn register(
             nthreads: config.nthreads,
             memory_limit: config.memory_limit,
             chunks,
+            boot: data.boot,
         })
         .await?;
+    // From now on the catalog knows what this process kept: chunks may arrive.
+    data.registered.store(true, std::sync::atomic::Ordering::Release);
     if identity.cluster_id.is_empty() {
         identity.cluster_id = reply.cluster_id;
         let (saved, dir) = (identity.clone(), config.data_dir.clone());

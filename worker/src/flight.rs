@@ -54,6 +54,13 @@ pub struct WorkerData {
     /// one pool, two workers forwarding to each other could each hold every permit
     /// the other's copy needs.
     pub forwarding_permits: Arc<tokio::sync::Semaphore>,
+    /// A random id of this process, sent with each registration.
+    pub boot: u64,
+    /// Set once this process's first registration is acknowledged; uploads are
+    /// refused before (retryably): the first registration's chunk list is what the
+    /// catalog believes this worker kept across its restart, so no chunk may arrive
+    /// that the list could miss.
+    pub registered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WorkerData {
@@ -318,6 +325,14 @@ impl FlightService for WorkerFlightService {
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        if !self.data.registered.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(status_with_kind(
+                tonic::Code::Unavailable,
+                "worker-starting",
+                "the worker has not registered with the cluster since it started; it accepts chunks once it has"
+                    .to_string(),
+            ));
+        }
         if let Some(reason) = self.data.store.paused() {
             return Err(store_status(StoreError::Paused { reason }));
         }

@@ -92,6 +92,8 @@ pub async fn run_with_operations(
         lost: Arc::new(Mutex::new(Vec::new())),
         upload_permits: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
         forwarding_permits: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
+        boot: rand::random::<u64>().max(1),
+        registered: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let flight = FlightServiceServer::new(WorkerFlightService::new(data.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -38,9 +38,17 @@ pub struct WorkerRegistration {
     pub nthreads: u32,
     /// Its `--memory-limit`, in bytes.
     pub memory_limit: u64,
-    /// Every chunk it holds (verified at its start): the catalog drops this worker
-    /// from the locations of chunks it no longer has.
+    /// Every chunk it holds (verified at its start). On the first registration of
+    /// a process the catalog drops this worker from the locations of chunks not
+    /// listed (they were lost while it was down); see [`WorkerRegistration::boot`].
     pub chunks: Vec<String>,
+    /// A random id of the worker process, fresh at each start; 0 (an older worker)
+    /// makes every registration count as a new process. A process accepts no chunk
+    /// before its first registration is acknowledged, so that registration's list
+    /// misses nothing the catalog already places on it; later ones, whose lists may
+    /// be stale by the time they commit (a registration is retried for seconds
+    /// across a partition, while uploads to the worker go on), drop nothing.
+    pub boot: u64,
 }
 
 /// One worker as the registry records it.
@@ -60,4 +68,6 @@ pub struct WorkerRecord {
     pub first_registered_index: u64,
     /// The log index of its latest registration.
     pub registered_index: u64,
+    /// The process that registered last ([`WorkerRegistration::boot`]).
+    pub boot: u64,
 }

@@ -207,7 +207,10 @@ impl Core {
             if !core.workers.contains_key(&worker) {
                 core.add_worker(worker, nthreads);
                 if await_reports {
+                    // Its results count, but it gets tasks only once its stream
+                    // to this leader is open (its report).
                     core.awaiting_reports.insert(worker);
+                    core.change_worker(worker, |state| state.connected = false);
                 }
             }
         }
@@ -304,6 +307,7 @@ impl Core {
                 running,
             } => self.worker_reported(worker, nthreads, held, running),
             Event::StopWaitingForReports => self.awaiting_reports.clear(),
+            Event::WorkerDisconnected { worker } => self.worker_disconnected(worker),
             Event::WorkerGone { worker } => {
                 self.awaiting_reports.remove(&worker);
                 self.remove_worker(worker);
@@ -682,7 +686,10 @@ impl Core {
     ) {
         self.awaiting_reports.remove(&worker);
         if self.workers.contains_key(&worker) {
-            self.change_worker(worker, |state| state.nthreads = nthreads.max(1));
+            self.change_worker(worker, |state| {
+                state.nthreads = nthreads.max(1);
+                state.connected = true;
+            });
         } else {
             self.add_worker(worker, nthreads);
         }
@@ -778,6 +785,22 @@ impl Core {
                 _ => {}
             }
         }
+    }
+
+    /// See [`Event::WorkerDisconnected`].
+    fn worker_disconnected(&mut self, worker: WorkerId) {
+        let Some(state) = self.workers.get(&worker) else {
+            return;
+        };
+        if !state.connected {
+            return;
+        }
+        let assigned: Vec<TaskId> = state.assigned.iter().map(|(_, id)| *id).collect();
+        for id in assigned {
+            self.transition_assigned_ready(id);
+        }
+        self.change_worker(worker, |state| state.connected = false);
+        self.running_claims.retain(|(_, claimant)| *claimant != worker);
     }
 
     fn keys_released(&mut self, client: ClientId, keys: Vec<TaskKey>) {

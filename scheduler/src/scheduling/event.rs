@@ -64,7 +64,18 @@ pub enum Event {
     /// The wait after a rebuild for the workers' reports is over (some did not
     /// report in time): assign what is ready.
     StopWaitingForReports,
-    /// A worker is gone (silent, disconnected, or marked gone through Raft).
+    /// A worker's task stream closed, but the registry has not marked it gone: it
+    /// may be reconnecting (after a leader change, or a partition that cut off only
+    /// its stream), or dead and not yet noticed. Its queued and running tasks go
+    /// elsewhere (without counting a failure), and it gets no task until it reports
+    /// again ([`Event::WorkerReported`]); its results stay where they are, so a
+    /// reconnecting worker loses nothing, and a dead one's are recomputed when the
+    /// registry marks it gone ([`Event::WorkerGone`]).
+    WorkerDisconnected {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// A worker is gone (silent, or marked gone through Raft): its results are lost.
     WorkerGone {
         /// The worker.
         worker: WorkerId,

@@ -1,6 +1,6 @@
 //! Where ready tasks go, and stealing for idle workers.
 //!
-//! Placement: among live workers with a free slot (fewer assigned than `nthreads ×
+//! Placement: among live, connected workers with a free slot (fewer assigned than `nthreads ×
 //! max_assigned_per_thread`), the one holding the most bytes of the task's inputs;
 //! ties go to the fewest assigned per thread, then the lowest id. Only the workers
 //! holding an input are looked at, plus the least loaded one (the ordered worker
@@ -30,7 +30,9 @@ impl Core {
         // Tasks a worker reported running go to it once ready (it is running them).
         for (id, worker) in std::mem::take(&mut self.running_claims) {
             match self.tasks.get(&id).map(|task| &task.status) {
-                Some(Status::Ready) if self.workers.contains_key(&worker) => self.transition_ready_assigned(id, worker),
+                Some(Status::Ready) if self.workers.get(&worker).is_some_and(|state| state.connected) => {
+                    self.transition_ready_assigned(id, worker)
+                }
                 Some(Status::Waiting) => self.running_claims.push((id, worker)),
                 _ => {}
             }
@@ -53,7 +55,9 @@ impl Core {
         };
         self.by_load.remove(&(state.load(), worker));
         change(state);
-        self.by_load.insert((state.load(), worker));
+        if state.connected {
+            self.by_load.insert((state.load(), worker));
+        }
     }
 
     /// Whether a worker has no free slot.

@@ -49,6 +49,9 @@ struct SimWorker {
     nthreads: u32,
     queue: Vec<Entry>,
     store: BTreeMap<String, i64>,
+    /// Its task stream is closed (it still serves its store): it runs and reports
+    /// nothing until it reopens the stream with a report.
+    disconnected: bool,
 }
 
 /// What the replicated task table would hold (as `control/tasks.rs` keeps it).
@@ -449,7 +452,7 @@ impl Sim {
         let busy: Vec<WorkerId> = self
             .workers
             .iter()
-            .filter(|(_, state)| !state.queue.is_empty())
+            .filter(|(_, state)| !state.queue.is_empty() && !state.disconnected)
             .map(|(worker, _)| *worker)
             .collect();
         let Some(&worker) = busy.choose(&mut self.rng) else {
@@ -585,6 +588,7 @@ impl Sim {
         let Some(state) = self.workers.get_mut(&worker) else {
             return;
         };
+        state.disconnected = false;
         let mut running = Vec::new();
         let mut kept = Vec::new();
         for entry in std::mem::take(&mut state.queue) {
@@ -628,6 +632,38 @@ impl Sim {
                     entry.cancelled = true;
                 }
             }
+        }
+    }
+
+    /// A live worker's task stream closes and stays closed for a while (the worker
+    /// is cut off, or between leaders): the core must keep its results, since it
+    /// comes back with them.
+    fn disconnect_stream(&mut self) {
+        *self.stats.entry("stream closed").or_default() += 1;
+        let connected: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, state)| !state.disconnected)
+            .map(|(worker, _)| *worker)
+            .collect();
+        if let Some(&worker) = connected.choose(&mut self.rng) {
+            if let Some(state) = self.workers.get_mut(&worker) {
+                state.disconnected = true;
+            }
+            self.send(Event::WorkerDisconnected { worker });
+        }
+    }
+
+    /// Every worker whose stream is closed reopens it.
+    fn reconnect_all(&mut self) {
+        let closed: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, state)| state.disconnected)
+            .map(|(worker, _)| *worker)
+            .collect();
+        for worker in closed {
+            self.report(worker);
         }
     }
 
@@ -683,7 +719,10 @@ impl Sim {
                 .collect(),
         };
         if !reports {
+            // (The old model: every worker's stream opens to the new leader, with no
+            // report; the queues' entries are moot.)
             for state in self.workers.values_mut() {
+                state.disconnected = false;
                 for entry in &mut state.queue {
                     entry.cancelled = true;
                 }
@@ -726,6 +765,22 @@ impl Sim {
                 self.reconnect_stream();
             }
             71..=72 if self.workers.len() < 5 => self.join_new_worker(),
+            90..=92 if self.faults_left > 0 => {
+                self.faults_left -= 1;
+                self.disconnect_stream();
+            }
+            93..=95 => {
+                // A closed stream reopens.
+                let closed: Vec<WorkerId> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, state)| state.disconnected)
+                    .map(|(worker, _)| *worker)
+                    .collect();
+                if let Some(&worker) = closed.choose(&mut self.rng) {
+                    self.report(worker);
+                }
+            }
             73..=76 => {
                 if let Some((who, wanted)) = self.submissions.pop() {
                     self.submit(who, wanted);
@@ -783,6 +838,7 @@ impl Sim {
         while let Some((who, wanted)) = self.submissions.pop() {
             self.submit(who, wanted);
         }
+        self.reconnect_all();
         let mut steps = 0;
         while self.execute_one() {
             steps += 1;

@@ -185,6 +185,7 @@ impl Core {
         let expected: BTreeSet<_> = self
             .workers
             .iter()
+            .filter(|(_, state)| state.connected)
             .map(|(worker, state)| (state.load(), *worker))
             .collect();
         if expected.len() != self.by_load.len()

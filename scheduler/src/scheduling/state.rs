@@ -217,6 +217,11 @@ pub(super) struct Worker {
     /// Tasks it was asked to cancel and has not answered about (for status only:
     /// a cancelled task's slot is free at once).
     pub(super) cancelling: BTreeSet<TaskKey>,
+    /// Whether its task stream is open. A disconnected worker is still live (the
+    /// registry has not marked it gone: it may be reconnecting to this leader, or
+    /// cut off with its results intact) and keeps its results, but gets no task and
+    /// is not in the load-ordered set.
+    pub(super) connected: bool,
 }
 
 impl Worker {
@@ -228,6 +233,7 @@ impl Worker {
             holds: BTreeSet::new(),
             chunks: BTreeSet::new(),
             cancelling: BTreeSet::new(),
+            connected: true,
         }
     }
 
@@ -244,8 +250,11 @@ impl Worker {
         (self.nthreads as usize).saturating_mul(max_assigned_per_thread as usize)
     }
 
-    /// How many more tasks it may take.
+    /// How many more tasks it may take (none while disconnected).
     pub(super) fn free_slots(&self, max_assigned_per_thread: u32) -> usize {
+        if !self.connected {
+            return 0;
+        }
         self.capacity(max_assigned_per_thread)
             .saturating_sub(self.assigned.len())
     }

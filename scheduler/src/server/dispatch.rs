@@ -591,8 +591,24 @@ impl Reign {
                 if current != Some(connection) {
                     return;
                 }
-                tracing::warn!(%worker, "worker task stream closed; its tasks and results move elsewhere");
-                self.worker_gone(worker, shared);
+                tracing::warn!(
+                    %worker,
+                    "worker task stream closed; its tasks go elsewhere, its results stay until it reconnects or is marked gone"
+                );
+                self.connections.remove(&worker);
+                // Assignments and cancels kept for it are moot (it drops its queue
+                // when it reconnects); deletions still go then.
+                if let Some(backlog) = self.backlog.get_mut(&worker) {
+                    backlog.assign.clear();
+                    backlog.cancel.clear();
+                }
+                shared
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .operations
+                    .remove(&worker);
+                let decisions = self.core.handle(Event::WorkerDisconnected { worker });
+                self.perform(decisions);
             }
             Input::Gone(worker) => self.worker_gone(worker, shared),
             Input::Wait { keys, reply } => self.wait(keys, reply),
@@ -603,8 +619,8 @@ impl Reign {
         }
     }
 
-    /// A worker's stream closed or the registry marked it gone: its connection, queued
-    /// messages and advertised operations go, and the core moves its work.
+    /// The registry marked a worker gone: its connection, queued messages and
+    /// advertised operations go, and the core moves its work and loses its results.
     fn worker_gone(&mut self, worker: WorkerId, shared: &Arc<Mutex<Shared>>) {
         self.connections.remove(&worker);
         self.backlog.remove(&worker);

@@ -158,6 +158,7 @@ impl WorkerRegistry for WorkerService {
                 nthreads: request.nthreads,
                 memory_limit: request.memory_limit,
                 chunks: request.chunks,
+                boot: request.boot,
             },
             now_ms: now_ms(),
         };

@@ -43,6 +43,11 @@ pub struct TaskQueue {
     queued_keys: HashMap<String, (u64, u64)>,
     /// Running tasks and their cancel flags.
     running: HashMap<String, Arc<AtomicBool>>,
+    /// Assignments of a key that runs with its cancel flag raised: the leader
+    /// cancelled the run (say its input's holder died) and assigned the key again
+    /// (the input is recomputed). Queued when the cancelled run ends; dropping them
+    /// would leave the task assigned here and never run.
+    deferred: HashMap<String, pb::Assignment>,
     /// Arrival counter: equal priorities run in arrival order.
     arrivals: u64,
 }
@@ -56,6 +61,7 @@ impl TaskQueue {
             queued: BTreeMap::new(),
             queued_keys: HashMap::new(),
             running: HashMap::new(),
+            deferred: HashMap::new(),
             arrivals: 0,
         }
     }
@@ -93,11 +99,15 @@ impl TaskQueue {
             self.term = message.term;
             self.queued.clear();
             self.queued_keys.clear();
+            self.deferred.clear();
         }
         let mut instructions = Vec::new();
         for key in message.cancel {
             if let Some(slot) = self.queued_keys.remove(&key) {
                 self.queued.remove(&slot);
+                instructions.push(Instruction::ReportCancelled(key));
+            } else if self.deferred.remove(&key).is_some() {
+                // (Its cancelled run reports for itself when it ends.)
                 instructions.push(Instruction::ReportCancelled(key));
             } else if let Some(flag) = self.running.get(&key) {
                 flag.store(true, Ordering::Relaxed);
@@ -107,7 +117,13 @@ impl TaskQueue {
             let Some(key) = assignment.task.as_ref().map(|task| task.key.clone()) else {
                 continue;
             };
-            if self.running.contains_key(&key) || self.queued_keys.contains_key(&key) {
+            if let Some(flag) = self.running.get(&key) {
+                if flag.load(Ordering::Relaxed) {
+                    self.deferred.insert(key, assignment);
+                }
+                continue;
+            }
+            if self.queued_keys.contains_key(&key) {
                 continue;
             }
             let slot = (assignment.priority, self.arrivals);
@@ -135,6 +151,7 @@ impl TaskQueue {
         }
         self.queued.clear();
         self.queued_keys.clear();
+        self.deferred.clear();
         let mut running: Vec<String> = self.running.keys().cloned().collect();
         running.sort();
         running
@@ -143,6 +160,12 @@ impl TaskQueue {
     /// A running task ended (finished, failed or cancelled): its thread is free.
     pub fn ended(&mut self, key: &str) -> Vec<Instruction> {
         self.running.remove(key);
+        if let Some(assignment) = self.deferred.remove(key) {
+            let slot = (assignment.priority, self.arrivals);
+            self.arrivals += 1;
+            self.queued_keys.insert(key.to_string(), slot);
+            self.queued.insert(slot, Queued { assignment });
+        }
         let mut instructions = Vec::new();
         self.fill(&mut instructions);
         instructions
@@ -256,6 +279,25 @@ mod tests {
         assert_eq!(queue.load(), (0, 1), "b was dropped");
         assert!(started(&queue.ended("a")).is_empty());
         assert_eq!(queue.term(), 3, "the term seen stays");
+    }
+
+    /// A key assigned again while its cancelled run still ends (the leader cancelled
+    /// it when its input's holder died, then assigned it again once the input was
+    /// recomputed) runs again after that run ends; a cancel before then drops it.
+    /// Ignoring it left the task assigned here forever (the graph hung).
+    #[test]
+    fn reassigned_while_a_cancelled_run_ends() {
+        let mut queue = TaskQueue::new(2);
+        let out = queue.receive(message(1, vec![assignment("a", 1)], &[]));
+        assert_eq!(started(&out), ["a"]);
+        queue.receive(message(1, Vec::new(), &["a"]));
+        assert!(started(&queue.receive(message(1, vec![assignment("a", 1)], &[]))).is_empty());
+        assert_eq!(started(&queue.ended("a")), ["a"], "the second assignment runs");
+        queue.receive(message(1, Vec::new(), &["a"]));
+        queue.receive(message(1, vec![assignment("a", 1)], &[]));
+        let out = queue.receive(message(1, Vec::new(), &["a"]));
+        assert!(matches!(&out[..], [Instruction::ReportCancelled(key)] if key == "a"));
+        assert!(started(&queue.ended("a")).is_empty(), "cancelled again before it ran");
     }
 
     /// The same key assigned twice runs once.
