@@ -61,19 +61,14 @@ fix:
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
 
-## Benchmarks that print figures, with Dask distributed side by side (see BENCHMARKS.md);
-## the seeds row writes 1 GiB of NetCDF seed data under the target dir once.
-## Dask runs from a virtual environment that scripts/bench-venv makes once under the
-## target dir.
+## Benchmarks that print figures, Cairn and Dask distributed side by side in one run
+## (bench/report.py; see BENCHMARKS.md): one table with each row's ratio, plus
+## $(TARGET_DIR)/bench/bench.json and bench.svg. Release build; the seeds rows write 1 GiB
+## of NetCDF seed data under the target dir once; Dask runs from a virtual environment
+## that scripts/bench-venv makes once under the target dir.
 bench: setup
-	PY=$$(scripts/bench-venv) && "$$PY" bench/dask_publish.py --requests 300 --clients 64 --seconds 10
-	$(CARGO) run --release -p cairn-cli -- bench publish
-	$(CARGO) run --release -p cairn-cli -- bench get
-	$(CARGO) run --release -p cairn-cli -- bench failover --trials 10
-	$(CARGO) run --release -p cairn-cli -- bench data --gib 1 --memory-limit 256MiB
-	PY=$$(scripts/bench-venv) && $(CARGO) run --release -p cairn-cli -- bench tasks --compare-dask "$$PY"
 	$(CARGO) build --release -p cairn-cli -p cairn-client --bins --examples
-	PY=$$(scripts/bench-venv) && $(TARGET_DIR)/release/cairn bench seeds --data $(TARGET_DIR)/seed-data --size 1GiB --compare-dask "$$PY"
+	PY=$$(scripts/bench-venv) && "$$PY" bench/report.py --cairn $(TARGET_DIR)/release/cairn --out $(TARGET_DIR)/bench --seed-data $(TARGET_DIR)/seed-data $(ARGS)
 
 clean:
 	$(CARGO) clean

@@ -7,10 +7,13 @@ Measures, on a local Dask cluster (1 scheduler + 2 worker processes, as a
   - publish throughput with N concurrent client threads.
 
 Run: python3 bench/dask_publish.py [--requests 2000] [--clients 64] [--seconds 10]
-(needs `pip install distributed`; `make bench` installs it when missing).
+[--figures FILE] (needs `pip install distributed`; `make bench` installs it when
+missing). With --figures, each figure is also appended to FILE as a JSON line, as
+`cairn bench --figures` does (bench/report.py reads both).
 """
 
 import argparse
+import json
 import statistics
 import threading
 import time
@@ -28,11 +31,19 @@ def ms(seconds):
     return f"{seconds * 1000:.3f} ms"
 
 
+def record(path, figure, value, unit):
+    """Appends one figure of Dask's, as `cairn bench --figures` writes Cairn's."""
+    if path:
+        with open(path, "a") as out:
+            out.write(json.dumps({"system": "dask", "figure": figure, "value": value, "unit": unit}) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--figures", metavar="FILE", help="also append each figure to FILE as a JSON line")
     args = parser.parse_args()
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
@@ -49,6 +60,8 @@ def main():
             f"dask: 1 client, {len(samples)} sequential publishes: p50 {ms(percentile(samples, 0.5))}  "
             f"p99 {ms(percentile(samples, 0.99))}  mean {ms(statistics.mean(samples))}"
         )
+        record(args.figures, "publish_p50_ms", percentile(samples, 0.5) * 1000, "ms")
+        record(args.figures, "publish_p99_ms", percentile(samples, 0.99) * 1000, "ms")
 
         samples = []
         for _ in range(args.requests):
@@ -59,6 +72,8 @@ def main():
             f"dask: get_dataset, 1 client, {len(samples)} gets: p50 {ms(percentile(samples, 0.5))}  "
             f"p99 {ms(percentile(samples, 0.99))}"
         )
+        record(args.figures, "get_p50_ms", percentile(samples, 0.5) * 1000, "ms")
+        record(args.figures, "get_p99_ms", percentile(samples, 0.99) * 1000, "ms")
 
         stop = threading.Event()
         counts = [0] * args.clients
@@ -81,6 +96,7 @@ def main():
             thread.join()
         elapsed = time.perf_counter() - started
         print(f"dask: {args.clients} clients for {elapsed:.1f} s: {sum(counts) / elapsed:.0f} publishes/s")
+        record(args.figures, f"publish_per_s_{args.clients}_clients", sum(counts) / elapsed, "publishes/s")
         for extra in clients:
             extra.close()
         client.close()

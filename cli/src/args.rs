@@ -289,6 +289,9 @@ pub enum ClusterCommand {
 /// `cairn bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Also append each figure to FILE as a JSON line (`bench/report.py` reads them).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub figures: Option<std::path::PathBuf>,
     /// Which benchmark.
     #[command(subcommand)]
     pub command: BenchCommand,

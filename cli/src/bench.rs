@@ -10,6 +10,7 @@ use anyhow::Context;
 use cairn_client::{Client, ClientOptions};
 
 use crate::args::{BenchArgs, BenchCommand};
+use crate::bench_figures::record;
 use crate::local_cluster::{plan_cluster, wait_for_leader, LocalCluster};
 
 /// Percentiles of a set of durations.
@@ -37,6 +38,10 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
 
 fn ms(duration: Duration) -> String {
     format!("{:.3} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 struct BenchCluster {
@@ -67,6 +72,9 @@ async fn start_cluster(dir: Option<PathBuf>) -> anyhow::Result<BenchCluster> {
 
 /// Runs a benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = args.figures {
+        crate::bench_figures::record_to(path);
+    }
     match args.command {
         BenchCommand::Publish {
             requests,
@@ -154,6 +162,8 @@ async fn publish(
         ms(summary.max),
         ms(summary.mean)
     );
+    record("cairn", "publish_p50_ms", millis(summary.p50), "ms");
+    record("cairn", "publish_p99_ms", millis(summary.p99), "ms");
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -187,6 +197,12 @@ async fn publish(
     }
     let elapsed = started.elapsed();
     let summary = summarize(samples);
+    record(
+        "cairn",
+        &format!("publish_per_s_{clients}_clients"),
+        summary.count as f64 / elapsed.as_secs_f64(),
+        "publishes/s",
+    );
     println!(
         "{clients} clients for {:.1} s: {:.0} publishes/s  (p50 {}  p99 {}  max {})",
         elapsed.as_secs_f64(),
@@ -220,6 +236,8 @@ async fn get(requests: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         ms(summary.p99),
         ms(summary.max)
     );
+    record("cairn", "get_p50_ms", millis(summary.p50), "ms");
+    record("cairn", "get_p99_ms", millis(summary.p99), "ms");
     bench.cluster.stop_all(Duration::from_secs(10))?;
     Ok(())
 }
@@ -294,6 +312,8 @@ async fn failover(trials: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         ms(summary.p99),
         ms(summary.max)
     );
+    record("cairn", "failover_p50_ms", millis(summary.p50), "ms");
+    record("cairn", "failover_p99_ms", millis(summary.p99), "ms");
     bench.cluster.stop_all(Duration::from_secs(10))?;
     Ok(())
 }

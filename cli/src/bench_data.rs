@@ -207,6 +207,13 @@ pub async fn run(gib: f64, memory_limit: &str, csv_mib: u64) -> anyhow::Result<(
         received >> 20,
         rate(received, elapsed)
     );
+    crate::bench_figures::record(
+        "cairn",
+        "stream_gb_per_s",
+        received as f64 / elapsed.as_secs_f64().max(1e-9) / 1e9,
+        "GB/s",
+    );
+    crate::bench_figures::record("cairn", "spill_read_back_s", elapsed.as_secs_f64(), "s");
     // The last chunks read are in memory now: read them again.
     let hot: Vec<usize> = (chunks.saturating_sub(8)..chunks).collect();
     let started = Instant::now();
@@ -227,6 +234,7 @@ pub async fn run(gib: f64, memory_limit: &str, csv_mib: u64) -> anyhow::Result<(
         peak as f64 / limit as f64,
         total_bytes as f64 / (1u64 << 30) as f64
     );
+    crate::bench_figures::record("cairn", "spill_peak_rss_over_limit", peak as f64 / limit as f64, "x");
     cluster.stop_all(Duration::from_secs(10))?;
     Ok(())
 }

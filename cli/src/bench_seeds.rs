@@ -198,6 +198,8 @@ pub async fn run(options: SeedsBenchOptions) -> anyhow::Result<()> {
     };
     stopped.context("stopping the cluster")?;
     println!("cairn: wind_variance median {wind:.3} s, regrid median {regrid:.3} s");
+    crate::bench_figures::record("cairn", "wind_variance_s", wind, "s");
+    crate::bench_figures::record("cairn", "regrid_s", regrid, "s");
 
     let (Some(python), Some(script)) = (&options.compare_dask, script) else {
         return Ok(());
@@ -242,11 +244,24 @@ pub async fn run(options: SeedsBenchOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot run {}", python.display()))?;
     if let Ok(json) = std::fs::read_to_string(dir.path().join("seeds.json")) {
         println!("{}", json.trim());
+        record_dask_seeds(&json);
     }
     if !status.success() {
         bail!("{} failed ({status}): see its output above", script.display());
     }
     Ok(())
+}
+
+/// Records the xarray + Dask medians from bench/seeds.py's JSON document.
+fn record_dask_seeds(json: &str) {
+    let Ok(document) = serde_json::from_str::<serde_json::Value>(json) else {
+        return;
+    };
+    for row in document["workloads"].as_array().into_iter().flatten() {
+        if let (Some(workload), Some(seconds)) = (row["workload"].as_str(), row["dask_seconds"].as_f64()) {
+            crate::bench_figures::record("dask", &format!("{workload}_s"), seconds, "s");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -179,6 +179,8 @@ async fn measure_cairn(cluster: &mut LocalCluster, options: &TasksBenchOptions) 
         options.chain,
         elapsed.as_secs_f64()
     );
+    crate::bench_figures::record("cairn", "tasks_per_s", throughput, "tasks/s");
+    crate::bench_figures::record("cairn", "chain_us_per_task", chain_us, "us");
     Ok(Figures {
         throughput_tasks_per_s: throughput,
         chain_us_per_task: chain_us,
@@ -415,6 +417,8 @@ pub async fn run(options: TasksBenchOptions) -> anyhow::Result<()> {
     };
     println!();
     if let Some(dask) = &dask_figures {
+        crate::bench_figures::record("dask", "tasks_per_s", dask.throughput_tasks_per_s, "tasks/s");
+        crate::bench_figures::record("dask", "chain_us_per_task", dask.chain_us_per_task, "us");
         print!("{}", comparison_table(&cairn, dask));
     }
     for line in target_lines(&cairn, dask_figures.as_ref()) {

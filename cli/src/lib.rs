@@ -18,6 +18,7 @@
 mod args;
 mod bench;
 pub mod bench_data;
+pub mod bench_figures;
 pub mod bench_seeds;
 pub mod bench_tasks;
 mod cluster_cmd;

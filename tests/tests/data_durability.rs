@@ -34,6 +34,14 @@ async fn read_all(client: &cairn_client::Client, name: &str) -> anyhow::Result<a
     concat(&collection.schema(), &batches)
 }
 
+/// What a worker logs each time it registers (once per start, and again after a
+/// leader change: a test counts those it has seen before a restart).
+const REGISTERED: &str = "registered with the cluster";
+
+fn registrations(cluster: &TestCluster, index: u64) -> usize {
+    cluster.worker_log(index).matches(REGISTERED).count()
+}
+
 /// With `--replicas 2`, SIGKILL of a worker leaves the dataset readable (the other
 /// copy serves); the registry marks the worker gone. More replicas than live workers
 /// is refused with a clear error.
@@ -94,6 +102,8 @@ async fn kill_everything_and_restart() -> anyhow::Result<()> {
         .collect();
 
     phase("SIGKILL all schedulers and workers");
+    // A worker registers again after any leader change: count from here.
+    let registered: Vec<usize> = (1..=2).map(|index| registrations(&cluster, index)).collect();
     for index in 1..=2 {
         cluster.cluster.kill_worker(index)?;
     }
@@ -107,7 +117,7 @@ async fn kill_everything_and_restart() -> anyhow::Result<()> {
     cluster.cluster.start_workers()?;
     for index in 1..=2 {
         cluster
-            .wait_for_worker_log(index, "registered with the cluster", 2)
+            .wait_for_worker_log(index, REGISTERED, registered[index as usize - 1] + 1)
             .await?;
     }
     let client = cluster.client().await?;
@@ -135,6 +145,7 @@ async fn corrupt_chunks_are_never_served() -> anyhow::Result<()> {
     assert_eq!(files.len(), 4);
 
     phase("restart the worker with a flipped byte in one chunk file");
+    let registered = registrations(&cluster, 1);
     cluster.cluster.terminate_worker(1, Duration::from_secs(10))?;
     let victim = &files[1];
     let mut bytes = std::fs::read(victim)?;
@@ -142,7 +153,7 @@ async fn corrupt_chunks_are_never_served() -> anyhow::Result<()> {
     bytes[middle] ^= 0x40;
     std::fs::write(victim, &bytes)?;
     cluster.cluster.start_worker(1)?;
-    let log = cluster.wait_for_worker_log(1, "registered with the cluster", 2).await?;
+    let log = cluster.wait_for_worker_log(1, REGISTERED, registered + 1).await?;
     assert!(log.contains("corrupt chunk file dropped at start"), "{log}");
     assert!(!victim.exists(), "the corrupt file is deleted");
 

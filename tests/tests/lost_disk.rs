@@ -261,6 +261,23 @@ async fn leader_and_term(client: &cairn_client::Client) -> anyhow::Result<(u64, 
     Ok((leader.node_id, leader.term))
 }
 
+/// The leader and term once they have held for a second: a replica bootstrapping a
+/// little after the others stands for election in term 1 at once (openraft's
+/// `initialize`) and can depose the first leader within a second of the start.
+async fn settled_leader_and_term(client: &cairn_client::Client) -> anyhow::Result<(u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = leader_and_term(client).await.ok();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let now = leader_and_term(client).await.ok();
+        if now.is_some() && now == last {
+            return now.ok_or_else(|| anyhow::anyhow!("no leader"));
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no leader held for a second within 20 s");
+        last = now;
+    }
+}
+
 /// Split votes' cousin: a follower that stopped hearing a live leader (SIGSTOP for
 /// five leases) and wakes up does not depose it. It asks for pre-votes first, and the
 /// leader and the other follower, which still hear each other, refuse; without them it
@@ -270,7 +287,7 @@ async fn a_follower_that_wakes_up_does_not_depose_a_live_leader() -> anyhow::Res
     let cluster = TestCluster::start(3, &[]).await?;
     let client = cluster.client().await?;
     client.publish_dataset("before", "x").await?;
-    let (leader, term) = leader_and_term(&client).await?;
+    let (leader, term) = settled_leader_and_term(&client).await?;
     let follower = (1..=3).find(|id| *id != leader).unwrap_or(1);
     for round in 0..3 {
         phase(&format!(

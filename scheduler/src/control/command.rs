@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CatalogError, DatasetName, LegacyPublishItem, PublishItem};
 use crate::graph::{TaskKey, TaskSpec};
-use crate::registry::{WorkerId, WorkerRegistration};
+use crate::registry::{LegacyWorkerRegistration, WorkerId, WorkerRegistration};
 use crate::scheduling::TaskBatch;
 
 use super::tasks::SubmitRefused;
@@ -82,11 +82,11 @@ pub enum ControlCommand {
         /// What to change.
         operation: Operation,
     },
-    /// A worker registers, or registers again after a restart, a silence or a
-    /// leader change. Idempotent.
+    /// A worker registers (the log's first format: applies as a new process; new
+    /// proposals use [`ControlCommand::RegisterWorkerProcess`]).
     RegisterWorker {
         /// What the worker says about itself.
-        registration: WorkerRegistration,
+        registration: LegacyWorkerRegistration,
         /// The leader's wall clock when it proposed the command, in ms since the epoch.
         now_ms: u64,
     },
@@ -132,6 +132,14 @@ pub enum ControlCommand {
     ChunksCopied {
         /// The chunk keys and the workers that now hold each durably.
         copies: Vec<(String, Vec<WorkerId>)>,
+    },
+    /// A worker process registers, or registers again after a silence or a leader
+    /// change. Idempotent. (Appended last: variants are encoded by position.)
+    RegisterWorkerProcess {
+        /// What the worker says about itself, with its process's boot id.
+        registration: WorkerRegistration,
+        /// The leader's wall clock when it proposed the command, in ms since the epoch.
+        now_ms: u64,
     },
 }
 

@@ -10,7 +10,7 @@ use super::command::{ClientId, ControlCommand, ControlOutcome, Operation, Recove
 use super::sessions::{Admission, Session, Sessions};
 use super::tasks::{TableChanges, TaskRecord, TaskTable};
 use crate::catalog::{CatalogError, DatasetEntry, DatasetName, EntryKind, PublishItem, MAX_PUBLISH_BYTES};
-use crate::registry::{WorkerId, WorkerRecord, WorkerRegistration, WorkerState};
+use crate::registry::{LegacyWorkerRecord, WorkerId, WorkerRecord, WorkerRegistration, WorkerState};
 
 /// Row key prefixes in the `state` column.
 const DATASET_PREFIX: &[u8] = b"d/";
@@ -591,6 +591,11 @@ impl ControlState {
             }
             ControlCommand::RegisterWorker { registration, now_ms } => {
                 self.advance_clock(now_ms, writes);
+                self.register_worker(registration.into(), log_index, writes);
+                ControlOutcome::Registry { log_index }
+            }
+            ControlCommand::RegisterWorkerProcess { registration, now_ms } => {
+                self.advance_clock(now_ms, writes);
                 self.register_worker(registration, log_index, writes);
                 ControlOutcome::Registry { log_index }
             }
@@ -678,7 +683,14 @@ impl ReplicatedState for ControlState {
                 let session: Session = codec::decode("session", &value).map_err(|e| load_error("session", e))?;
                 state.sessions.insert_loaded(ClientId(client), session);
             } else if key.starts_with(WORKER_PREFIX) {
-                let record: WorkerRecord = codec::decode("worker", &value).map_err(|e| load_error("worker", e))?;
+                // Rows of the first format lack the boot id (bincode is positional:
+                // such a row is too short for today's record).
+                let record: WorkerRecord = match codec::decode::<WorkerRecord>("worker", &value) {
+                    Ok(record) => record,
+                    Err(error) => codec::decode::<LegacyWorkerRecord>("worker", &value)
+                        .map(WorkerRecord::from)
+                        .map_err(|_| load_error("worker", error))?,
+                };
                 if key != worker_key(&record.worker) {
                     return Err(load_error(
                         "worker",
@@ -985,7 +997,7 @@ mod tests {
 
     /// A registration of process `boot` of `worker`.
     fn register_process(worker: u64, boot: u64, chunks: &[&str]) -> ControlCommand {
-        ControlCommand::RegisterWorker {
+        ControlCommand::RegisterWorkerProcess {
             registration: WorkerRegistration {
                 worker: WorkerId(worker),
                 addr: format!("127.0.0.1:{}", 7200 + worker),
@@ -1217,6 +1229,45 @@ mod tests {
         harness.apply(&register_process(1, 0, &[]));
         assert_eq!(locations(&harness.state, "d", 0), Vec::<WorkerId>::new());
         assert_eq!(harness.reloaded().workers(), harness.state.workers());
+    }
+
+    /// Registrations and registry rows written before boot ids still apply and load:
+    /// as a new process, boot 0.
+    #[test]
+    fn legacy_registrations_and_rows_still_work() {
+        let mut harness = Harness::new();
+        harness.apply(&open(1_000));
+        harness.apply(&register(1, &[]));
+        harness.apply(&publish(1, vec![named(collection(&["c1"], &[1], 1), "d")], false));
+        harness.apply(&ControlCommand::RegisterWorker {
+            registration: crate::registry::LegacyWorkerRegistration {
+                worker: WorkerId(1),
+                addr: "127.0.0.1:7201".to_string(),
+                nthreads: 2,
+                memory_limit: 1 << 30,
+                chunks: Vec::new(),
+            },
+            now_ms: 1_000,
+        });
+        assert_eq!(
+            locations(&harness.state, "d", 0),
+            Vec::<WorkerId>::new(),
+            "a new process"
+        );
+        assert_eq!(harness.state.worker(&WorkerId(1)).expect("registered").boot, 0);
+        let legacy = LegacyWorkerRecord {
+            worker: WorkerId(5),
+            addr: "127.0.0.1:7205".to_string(),
+            nthreads: 4,
+            memory_limit: 1 << 20,
+            state: WorkerState::Gone,
+            first_registered_index: 3,
+            registered_index: 9,
+        };
+        let bytes = codec::encode("worker", &legacy).expect("encodes");
+        let loaded = ControlState::load(vec![(worker_key(&WorkerId(5)), bytes)]).expect("loads");
+        let record = loaded.worker(&WorkerId(5)).expect("loaded");
+        assert_eq!((record.nthreads, record.state, record.boot), (4, WorkerState::Gone, 0));
     }
 
     /// Log entries of the first format (inline values only) still apply.

@@ -51,6 +51,69 @@ pub struct WorkerRegistration {
     pub boot: u64,
 }
 
+/// A registration as the log's first format has it (no [`WorkerRegistration::boot`]):
+/// it applies as a new process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyWorkerRegistration {
+    /// Its id.
+    pub worker: WorkerId,
+    /// Where it serves Arrow Flight.
+    pub addr: String,
+    /// How many tasks it runs at once.
+    pub nthreads: u32,
+    /// Its memory limit, in bytes.
+    pub memory_limit: u64,
+    /// Every chunk it holds.
+    pub chunks: Vec<String>,
+}
+
+impl From<LegacyWorkerRegistration> for WorkerRegistration {
+    fn from(legacy: LegacyWorkerRegistration) -> WorkerRegistration {
+        WorkerRegistration {
+            worker: legacy.worker,
+            addr: legacy.addr,
+            nthreads: legacy.nthreads,
+            memory_limit: legacy.memory_limit,
+            chunks: legacy.chunks,
+            boot: 0,
+        }
+    }
+}
+
+/// A registry row as the first format has it (no `boot`): loads with boot 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyWorkerRecord {
+    /// Its id.
+    pub worker: WorkerId,
+    /// Where it serves Arrow Flight.
+    pub addr: String,
+    /// How many tasks it runs at once.
+    pub nthreads: u32,
+    /// Its memory limit, in bytes.
+    pub memory_limit: u64,
+    /// Alive or gone.
+    pub state: WorkerState,
+    /// The log index of its first registration.
+    pub first_registered_index: u64,
+    /// The log index of its latest registration.
+    pub registered_index: u64,
+}
+
+impl From<LegacyWorkerRecord> for WorkerRecord {
+    fn from(legacy: LegacyWorkerRecord) -> WorkerRecord {
+        WorkerRecord {
+            worker: legacy.worker,
+            addr: legacy.addr,
+            nthreads: legacy.nthreads,
+            memory_limit: legacy.memory_limit,
+            state: legacy.state,
+            first_registered_index: legacy.first_registered_index,
+            registered_index: legacy.registered_index,
+            boot: 0,
+        }
+    }
+}
+
 /// One worker as the registry records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerRecord {

@@ -654,15 +654,18 @@ impl Sim {
         }
     }
 
-    /// Every worker whose stream is closed reopens it.
-    fn reconnect_all(&mut self) {
-        let closed: Vec<WorkerId> = self
-            .workers
+    /// The workers whose task stream is closed.
+    fn closed_streams(&self) -> Vec<WorkerId> {
+        self.workers
             .iter()
             .filter(|(_, state)| state.disconnected)
             .map(|(worker, _)| *worker)
-            .collect();
-        for worker in closed {
+            .collect()
+    }
+
+    /// Every worker whose stream is closed reopens it.
+    fn reconnect_all(&mut self) {
+        for worker in self.closed_streams() {
             self.report(worker);
         }
     }
@@ -771,12 +774,7 @@ impl Sim {
             }
             93..=95 => {
                 // A closed stream reopens.
-                let closed: Vec<WorkerId> = self
-                    .workers
-                    .iter()
-                    .filter(|(_, state)| state.disconnected)
-                    .map(|(worker, _)| *worker)
-                    .collect();
+                let closed = self.closed_streams();
                 if let Some(&worker) = closed.choose(&mut self.rng) {
                     self.report(worker);
                 }

@@ -516,6 +516,16 @@ async fn propose_batches(
     }
 }
 
+/// A worker's operations no longer count for graph validation (its stream closed,
+/// or it is gone); its next hello brings them back.
+fn forget_operations(worker: WorkerId, shared: &Arc<Mutex<Shared>>) {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .operations
+        .remove(&worker);
+}
+
 impl Reign {
     fn handle(&mut self, input: Input, shared: &Arc<Mutex<Shared>>) {
         match input {
@@ -602,11 +612,7 @@ impl Reign {
                     backlog.assign.clear();
                     backlog.cancel.clear();
                 }
-                shared
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .operations
-                    .remove(&worker);
+                forget_operations(worker, shared);
                 let decisions = self.core.handle(Event::WorkerDisconnected { worker });
                 self.perform(decisions);
             }
@@ -624,11 +630,7 @@ impl Reign {
     fn worker_gone(&mut self, worker: WorkerId, shared: &Arc<Mutex<Shared>>) {
         self.connections.remove(&worker);
         self.backlog.remove(&worker);
-        shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .operations
-            .remove(&worker);
+        forget_operations(worker, shared);
         let decisions = self.core.handle(Event::WorkerGone { worker });
         self.perform(decisions);
     }

@@ -151,7 +151,7 @@ impl WorkerRegistry for WorkerService {
             }
             .into());
         }
-        let command = ControlCommand::RegisterWorker {
+        let command = ControlCommand::RegisterWorkerProcess {
             registration: WorkerRegistration {
                 worker,
                 addr: request.addr,
