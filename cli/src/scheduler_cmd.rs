@@ -62,6 +62,7 @@ pub fn config(args: &SchedulerArgs) -> anyhow::Result<SchedulerConfig> {
         (Some(peers), _) => Bootstrap::Peers {
             peers: parse_peers(peers)?,
             token: args.cluster_token.clone(),
+            initialize: true,
         },
         (None, true) => Bootstrap::Join,
         (None, false) => Bootstrap::RestartOnly,
@@ -116,7 +117,7 @@ pub const BOOTSTRAP_PROBE_DEADLINE: Duration = Duration::from_secs(3);
 /// The check before a bootstrap with `--peers` (`None` for `--join` or a restart).
 fn bootstrap_check(args: &SchedulerArgs, config: &SchedulerConfig) -> Option<BootstrapCheck> {
     match &config.node.bootstrap {
-        Bootstrap::Peers { peers, token } => Some(BootstrapCheck {
+        Bootstrap::Peers { peers, token, .. } => Some(BootstrapCheck {
             node_id: config.node.node_id,
             data_dir: config.node.data_dir.clone(),
             peers: peers.clone(),
@@ -130,7 +131,7 @@ fn bootstrap_check(args: &SchedulerArgs, config: &SchedulerConfig) -> Option<Boo
 
 /// Runs the replica until a shutdown signal.
 pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
+    let mut config = config(&args)?;
     let addr: SocketAddr = args
         .listen
         .parse()
@@ -142,9 +143,16 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         // With an empty data dir: refuse if a peer knows this replica (its data dir
         // was lost). The port is bound first so that replicas starting together answer
         // each other's probes.
-        listener = check_before_bootstrap(&check, listener)
+        let findings = check_before_bootstrap(&check, listener)
             .await
             .with_context(|| format!("scheduler {} failed", args.id))?;
+        listener = findings.listener;
+        if let (Some(peer), Bootstrap::Peers { initialize, .. }) = (findings.formed_by, &mut config.node.bootstrap) {
+            // Starting after the others: initializing would stand for election in
+            // term 1 and depose their leader; its leader brings this replica in.
+            tracing::info!(peer, "peer {peer} has already formed the cluster");
+            *initialize = false;
+        }
     }
     cairn_scheduler::run(config, listener, shutdown_signal())
         .await

@@ -90,22 +90,40 @@ enum Answer {
     Silent(String),
 }
 
+/// What the peers said: the listener back, and a peer of this cluster that has
+/// already formed it (elected a leader: its log holds more than the initial
+/// membership), if one answered so.
+#[derive(Debug)]
+pub struct BootstrapFindings {
+    /// The listener the check borrowed.
+    pub listener: TcpListener,
+    /// A peer of the same cluster with entries past the initial membership: this
+    /// replica must not call `initialize` (see [`crate::Bootstrap::Peers`]).
+    pub formed_by: Option<NodeId>,
+}
+
 /// Asks every other peer whether it knows `check.node_id`, serving probes on
 /// `listener` meanwhile, and gives the listener back. Refuses (with the safe
 /// procedure in the error) when a peer of the same cluster knows it.
-pub async fn check_before_bootstrap(check: &BootstrapCheck, listener: TcpListener) -> Result<TcpListener, OpenError> {
+pub async fn check_before_bootstrap(
+    check: &BootstrapCheck,
+    listener: TcpListener,
+) -> Result<BootstrapFindings, OpenError> {
     if !check.needed() {
-        return Ok(listener);
+        return Ok(BootstrapFindings {
+            listener,
+            formed_by: None,
+        });
     }
     let cluster_id = derive_cluster_id(&check.peers, &check.token);
     let (listener, responder) = FreshResponder::serve(listener, check.node_id)?;
     let outcome = probe_peers(check, &cluster_id).await;
     responder.stop().await;
-    outcome?;
-    Ok(listener)
+    let formed_by = outcome?;
+    Ok(BootstrapFindings { listener, formed_by })
 }
 
-async fn probe_peers(check: &BootstrapCheck, cluster_id: &str) -> Result<(), OpenError> {
+async fn probe_peers(check: &BootstrapCheck, cluster_id: &str) -> Result<Option<NodeId>, OpenError> {
     let deadline = tokio::time::Instant::now() + check.deadline;
     let probe = BootstrapProbe {
         cluster_id: cluster_id.to_string(),
@@ -126,6 +144,7 @@ async fn probe_peers(check: &BootstrapCheck, cluster_id: &str) -> Result<(), Ope
         })
         .collect();
     let mut silent = Vec::new();
+    let mut formed_by = None;
     while let Some((peer, peer_addr, answer)) = asks.next().await {
         match answer {
             Answer::Reply(reply) if reply.knows_node && reply.cluster_id == cluster_id => {
@@ -148,6 +167,9 @@ async fn probe_peers(check: &BootstrapCheck, cluster_id: &str) -> Result<(), Ope
                 });
             }
             Answer::Reply(reply) => {
+                if reply.cluster_id == cluster_id && reply.last_log_index > 0 {
+                    formed_by.get_or_insert(peer);
+                }
                 if !reply.cluster_id.is_empty() && reply.cluster_id != cluster_id {
                     tracing::warn!(
                         peer,
@@ -173,7 +195,7 @@ async fn probe_peers(check: &BootstrapCheck, cluster_id: &str) -> Result<(), Ope
             silent.join(", ")
         );
     }
-    Ok(())
+    Ok(formed_by)
 }
 
 /// Asks `addr` until it answers or `deadline` passes.
@@ -448,9 +470,15 @@ mod tests {
         let peers = BTreeMap::from([(1, serve_peer(false).await), (2, own.clone()), (3, free_addr())]);
         let listener = TcpListener::bind(&own).await.expect("bind");
         let started = tokio::time::Instant::now();
-        let listener = check_before_bootstrap(&check(&data_dir, peers.clone()), listener)
+        let findings = check_before_bootstrap(&check(&data_dir, peers.clone()), listener)
             .await
             .expect("bootstraps");
+        assert_eq!(
+            findings.formed_by,
+            Some(1),
+            "the peer's log is past the initial membership"
+        );
+        let listener = findings.listener;
         // The silent peer is asked until the deadline, not longer.
         assert!(started.elapsed() < Duration::from_secs(3));
         assert_eq!(listener.local_addr().expect("addr").to_string(), own);

@@ -38,7 +38,7 @@ pub mod types;
 
 use std::path::PathBuf;
 
-pub use bootstrap::{check_before_bootstrap, BootstrapCheck};
+pub use bootstrap::{check_before_bootstrap, BootstrapCheck, BootstrapFindings};
 pub use node::{Bootstrap, NodeConfig, RaftNode, RaftSettings};
 pub use replica::{Member, Replica, ReplicaError, ReplicaStatus};
 pub use state_machine::{ApplyContext, LoadError, ReplicatedState, StateHandle, StateWrites};

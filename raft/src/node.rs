@@ -30,6 +30,12 @@ pub enum Bootstrap {
         peers: BTreeMap<NodeId, String>,
         /// Distinguishes clusters bootstrapped with the same peers (`--cluster-token`).
         token: String,
+        /// Whether to call openraft's `initialize` on an empty data dir. It makes the
+        /// replica a candidate at once: one that starts after a peer has already
+        /// formed the cluster (elected a leader) would stand in term 1 and depose that
+        /// leader. Such a replica (see [`crate::bootstrap::check_before_bootstrap`])
+        /// waits instead for the leader to replicate the membership to it.
+        initialize: bool,
     },
     /// Wait to be added by `cairn cluster add-node` (`--join`).
     Join,
@@ -163,7 +169,7 @@ impl<S: ReplicatedState> RaftNode<S> {
         })?;
         let db = Db::open(&db_dir)?;
         let expected_cluster = match &config.bootstrap {
-            Bootstrap::Peers { peers, token } => Some(derive_cluster_id(peers, token)),
+            Bootstrap::Peers { peers, token, .. } => Some(derive_cluster_id(peers, token)),
             Bootstrap::Join | Bootstrap::RestartOnly => None,
         };
         let stored = read_identity(&db)?;
@@ -249,11 +255,16 @@ impl<S: ReplicatedState> RaftNode<S> {
         // Ends when Raft shuts down.
         tokio::spawn(timer.run());
 
-        if let Bootstrap::Peers { peers, .. } = &config.bootstrap {
+        if let Bootstrap::Peers { peers, initialize, .. } = &config.bootstrap {
             let initialized = raft.is_initialized().await.map_err(|error| OpenError::Raft {
                 reason: error.to_string(),
             })?;
-            if !initialized {
+            if !initialized && !initialize {
+                tracing::info!(
+                    node = node_id,
+                    "a peer has already formed the cluster: waiting for its leader instead of bootstrapping"
+                );
+            } else if !initialized {
                 let members: BTreeMap<NodeId, Node> = peers
                     .iter()
                     .map(|(id, addr)| (*id, Node { addr: addr.clone() }))

@@ -42,6 +42,7 @@ impl InProcessCluster {
                     bootstrap: Bootstrap::Peers {
                         peers: peers.clone(),
                         token: "in-process".to_string(),
+                        initialize: true,
                     },
                     settings: RaftSettings::default(),
                 },
