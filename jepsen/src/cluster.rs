@@ -92,6 +92,22 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// A process of the run (`name`: `n1`, `w2`), not started: its address (in its
+/// namespace, or a free loopback port), data dir and log under `dir`.
+fn planned_node(dir: &Path, network: Option<&NetnsNetwork>, host: Host, name: &str) -> anyhow::Result<Node> {
+    let addr = match network {
+        Some(network) => network.addr(host),
+        None => format!("127.0.0.1:{}", free_port()?),
+    };
+    Ok(Node {
+        addr,
+        data_dir: dir.join("data").join(name),
+        log: dir.join("nodes").join(format!("{name}.log")),
+        child: None,
+        paused: false,
+    })
+}
+
 /// The Raft timing every node runs with: fast elections so faults are felt and
 /// healed within a nemesis interval.
 const TIMING: [&str; 6] = [
@@ -125,37 +141,13 @@ impl Cluster {
         std::fs::create_dir_all(config.dir.join("nodes"))?;
         let mut nodes = BTreeMap::new();
         for id in &ids {
-            let addr = match &network {
-                Some(network) => network.addr(Host::Scheduler(*id)),
-                None => format!("127.0.0.1:{}", free_port()?),
-            };
-            nodes.insert(
-                *id,
-                Node {
-                    addr,
-                    data_dir: config.dir.join("data").join(format!("n{id}")),
-                    log: config.dir.join("nodes").join(format!("n{id}.log")),
-                    child: None,
-                    paused: false,
-                },
-            );
+            let node = planned_node(&config.dir, network.as_ref(), Host::Scheduler(*id), &format!("n{id}"))?;
+            nodes.insert(*id, node);
         }
         let mut workers = BTreeMap::new();
         for id in &worker_ids {
-            let addr = match &network {
-                Some(network) => network.addr(Host::Worker(*id)),
-                None => format!("127.0.0.1:{}", free_port()?),
-            };
-            workers.insert(
-                *id,
-                Node {
-                    addr,
-                    data_dir: config.dir.join("data").join(format!("w{id}")),
-                    log: config.dir.join("nodes").join(format!("w{id}.log")),
-                    child: None,
-                    paused: false,
-                },
-            );
+            let node = planned_node(&config.dir, network.as_ref(), Host::Worker(*id), &format!("w{id}"))?;
+            workers.insert(*id, node);
         }
         let token = format!("jepsen-{}-{}", std::process::id(), rand::random::<u32>());
         let mut cluster = Cluster {

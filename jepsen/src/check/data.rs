@@ -43,6 +43,16 @@ pub(crate) fn bump(stats: &mut BTreeMap<String, u64>, name: &str) {
     *stats.entry(name.to_string()).or_default() += 1;
 }
 
+/// Counts an operation's outcome as `<noun>_ok`, `<noun>_failed` or `<noun>_unknown`.
+pub(crate) fn bump_outcome(stats: &mut BTreeMap<String, u64>, noun: &str, outcome: Outcome) {
+    let suffix = match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Fail => "failed",
+        Outcome::Info => "unknown",
+    };
+    bump(stats, &format!("{noun}_{suffix}"));
+}
+
 fn describe(content: &Content) -> String {
     format!(
         "{} rows in {} chunks (fnv {})",
@@ -61,11 +71,7 @@ pub fn check(history: &[Op]) -> Verdict {
     let mut puts: BTreeMap<&str, (PlaneOp<'_>, Content)> = BTreeMap::new();
     for op in ops.iter().filter(|op| op.invoke.f == OpFn::Put) {
         bump(&mut stats, "puts");
-        match op.outcome() {
-            Outcome::Ok => bump(&mut stats, "puts_ok"),
-            Outcome::Fail => bump(&mut stats, "puts_failed"),
-            Outcome::Info => bump(&mut stats, "puts_unknown"),
-        }
+        bump_outcome(&mut stats, "puts", op.outcome());
         let Some(spec) = &op.invoke.extra.data else {
             undecided.push(anomaly(
                 "inconsistent-history",

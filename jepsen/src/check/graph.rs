@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use crate::history::{Op, OpFn};
 use crate::workload::graph::task_count;
 
-use super::data::bump;
+use super::data::{bump, bump_outcome};
 use super::paired::Outcome;
 use super::plane::{self, PlaneOp};
 use super::verdict::{Anomaly, Verdict};
@@ -48,11 +48,7 @@ pub fn check(history: &[Op]) -> Verdict {
     let mut submits: BTreeMap<&str, (PlaneOp<'_>, i128)> = BTreeMap::new();
     for op in ops.iter().filter(|op| op.invoke.f == OpFn::Submit) {
         bump(&mut stats, "graphs");
-        match op.outcome() {
-            Outcome::Ok => bump(&mut stats, "submits_ok"),
-            Outcome::Fail => bump(&mut stats, "submits_failed"),
-            Outcome::Info => bump(&mut stats, "submits_unknown"),
-        }
+        bump_outcome(&mut stats, "submits", op.outcome());
         let Some(spec) = &op.invoke.extra.graph else {
             undecided.push(anomaly(
                 "inconsistent-history",

@@ -83,6 +83,31 @@ fn random_spec(rng: &mut StdRng) -> GraphSpec {
     }
 }
 
+/// Gathers `graph` once (not final): once read, its future is released; if not, it
+/// goes back to `pending` for a later try. True when it was read.
+async fn gather_or_keep(
+    context: &WorkerContext,
+    process: u64,
+    graph: PendingGraph,
+    pending: &mut Vec<PendingGraph>,
+) -> bool {
+    let read = perform_gather(
+        &context.recorder,
+        &context.client,
+        process,
+        &graph,
+        false,
+        context.op_timeout,
+    )
+    .await;
+    if read {
+        let _ = graph.future.cancel().await;
+    } else {
+        pending.push(graph);
+    }
+    read
+}
+
 /// Waits for and reads the graph's result, and records it as a `gather`; true when
 /// it was read.
 async fn perform_gather(
@@ -151,19 +176,7 @@ pub async fn worker(context: &WorkerContext) -> Vec<PendingGraph> {
         if !pending.is_empty() && rng.random_bool(0.2) {
             let at = rng.random_range(0..pending.len());
             let graph = pending.swap_remove(at);
-            let read = perform_gather(
-                &context.recorder,
-                &context.client,
-                process,
-                &graph,
-                false,
-                context.op_timeout,
-            )
-            .await;
-            if read {
-                let _ = graph.future.cancel().await;
-            } else {
-                pending.push(graph);
+            if !gather_or_keep(context, process, graph, &mut pending).await {
                 tokio::time::sleep(FAIL_BACKOFF).await;
             }
             continue;
@@ -198,20 +211,7 @@ pub async fn worker(context: &WorkerContext) -> Vec<PendingGraph> {
         match (completion.kind, submitted) {
             (OpType::Ok, Some(future)) => {
                 let graph = PendingGraph { id, spec, future };
-                let read = perform_gather(
-                    &context.recorder,
-                    &context.client,
-                    process,
-                    &graph,
-                    false,
-                    context.op_timeout,
-                )
-                .await;
-                if read {
-                    let _ = graph.future.cancel().await;
-                } else {
-                    pending.push(graph);
-                }
+                gather_or_keep(context, process, graph, &mut pending).await;
             }
             // The submission may still happen: this process is done.
             (OpType::Info, _) => process += context.concurrency,

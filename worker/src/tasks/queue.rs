@@ -126,10 +126,7 @@ impl TaskQueue {
             if self.queued_keys.contains_key(&key) {
                 continue;
             }
-            let slot = (assignment.priority, self.arrivals);
-            self.arrivals += 1;
-            self.queued_keys.insert(key, slot);
-            self.queued.insert(slot, Queued { assignment });
+            self.enqueue(key, assignment);
         }
         if !message.release.is_empty() {
             instructions.push(Instruction::Release(message.release));
@@ -161,14 +158,19 @@ impl TaskQueue {
     pub fn ended(&mut self, key: &str) -> Vec<Instruction> {
         self.running.remove(key);
         if let Some(assignment) = self.deferred.remove(key) {
-            let slot = (assignment.priority, self.arrivals);
-            self.arrivals += 1;
-            self.queued_keys.insert(key.to_string(), slot);
-            self.queued.insert(slot, Queued { assignment });
+            self.enqueue(key.to_string(), assignment);
         }
         let mut instructions = Vec::new();
         self.fill(&mut instructions);
         instructions
+    }
+
+    /// Queues an assignment by priority, then arrival.
+    fn enqueue(&mut self, key: String, assignment: pb::Assignment) {
+        let slot = (assignment.priority, self.arrivals);
+        self.arrivals += 1;
+        self.queued_keys.insert(key, slot);
+        self.queued.insert(slot, Queued { assignment });
     }
 
     /// Starts queued tasks while threads are free.
