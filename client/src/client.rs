@@ -206,6 +206,13 @@ fn parse_addr(addr: &str) -> Result<String, Error> {
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a ping may go unanswered before the connection is dropped.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 flow-control windows of every channel: how many bytes a peer may send on
+/// one call, and on the whole connection, before it must wait for this side to
+/// acknowledge them. HTTP/2's default of 64 KiB lets a chunk stream move one small
+/// window per round trip; 8 MiB per call (a whole default chunk) keeps the socket busy.
+pub const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+/// See [`STREAM_WINDOW_BYTES`]; several chunk streams share one connection.
+pub const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 
 /// A channel to `addr` that connects on first use.
 pub(crate) fn lazy_channel(addr: &str) -> Result<Channel, Error> {
@@ -220,6 +227,8 @@ pub(crate) fn lazy_channel(addr: &str) -> Result<Channel, Error> {
     Ok(endpoint
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .connect_lazy())

@@ -17,6 +17,9 @@ use crate::client::MAX_MESSAGE_BYTES;
 use crate::error::Error;
 use crate::Client;
 
+/// How many chunks [`Collection::stream`] fetches at once.
+pub const READ_AHEAD_CHUNKS: usize = 3;
+
 /// Where one chunk lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkLocation {
@@ -273,9 +276,13 @@ impl Collection {
         }
     }
 
-    /// The chunks as a stream of record batches, one chunk at a time, in order.
+    /// The chunks as a stream of record batches, in order. Up to
+    /// [`READ_AHEAD_CHUNKS`] chunks are fetched at once (from their workers, in
+    /// parallel), so the network stays busy while the reader works on one.
     pub fn stream(&self) -> impl Stream<Item = Result<RecordBatch, Error>> + '_ {
-        futures::stream::iter(0..self.chunks.len()).then(move |index| self.read_chunk(index))
+        futures::stream::iter(0..self.chunks.len())
+            .map(move |index| self.read_chunk(index))
+            .buffered(READ_AHEAD_CHUNKS)
     }
 
     /// Every chunk, in order.

@@ -57,7 +57,10 @@ mod upload;
 mod value;
 mod worker_api;
 
-pub use client::{parse_cluster, Client, ClientOptions, DatasetAvailability, NodeStatus, RecoveryCounters};
+pub use client::{
+    parse_cluster, Client, ClientOptions, DatasetAvailability, NodeStatus, RecoveryCounters, CONNECTION_WINDOW_BYTES,
+    STREAM_WINDOW_BYTES,
+};
 pub use collection::{ChunkInfo, ChunkLocation, Collection};
 pub use datasets::Datasets;
 pub use error::Error;

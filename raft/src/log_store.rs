@@ -2,14 +2,26 @@
 //!
 //! Layout: the `log` column holds one row per entry, keyed by the big-endian log
 //! index; the `meta` column holds the vote, the last purged log id and the committed
-//! log id. Votes, appends, truncations and purges are synced before they return (or
-//! before the flush callback fires), so nothing openraft acknowledges can vanish in a
-//! crash.
+//! log id. Votes, truncations and purges are synced before they return; appended
+//! entries are synced before openraft's flush callback fires, so nothing openraft
+//! acknowledges can vanish in a crash.
+//!
+//! **Group commit.** Appends do not wait for the disk: `append` puts the entries in
+//! an in-memory tail (where readers see them at once, as openraft requires) and
+//! queues them for one writer thread, which writes everything queued meanwhile as one
+//! RocksDB batch with one fsync, then fires the callbacks in order. So the leader
+//! replicates while its own fsync runs, and many proposals share one fsync. The
+//! tail also keeps the newest durable entries, so replication reads them without a
+//! trip to RocksDB. Truncations and purges go through the same queue (after every
+//! append before them) and are awaited.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use cairn_storage::{blocking, Column, Db, Durability, StorageError};
+use cairn_storage::{blocking, Batch, Column, Db, Durability, StorageError};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader, StorageIOError, Vote};
 
@@ -21,18 +33,288 @@ const LAST_PURGED_KEY: &[u8] = b"raft/last_purged";
 const COMMITTED_KEY: &[u8] = b"raft/committed";
 /// Sorts after every 8-byte index key: the exclusive end of "to the end of the log".
 const END_OF_LOG: &[u8] = &[0xff; 9];
+/// At most this many durable entries stay in the in-memory tail...
+const TAIL_ENTRIES: usize = 4096;
+/// ...and at most this many of their encoded bytes (entries not yet durable always stay).
+const TAIL_BYTES: usize = 64 * 1024 * 1024;
+/// At most this many queued jobs share one write.
+const MAX_GROUP: usize = 1024;
 
-/// The RocksDB-backed Raft log storage. Cheap to clone: clones share the database.
+/// The RocksDB-backed Raft log storage. Cheap to clone: clones share the database,
+/// the tail and the writer.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     /// The scheduler's database; this type touches only the `log` and `raft/*` meta rows.
     db: Db,
+    /// The newest entries, durable or queued.
+    tail: Arc<Mutex<Tail>>,
+    /// The writer thread.
+    writer: Arc<WriterHandle>,
+}
+
+/// The writer thread's queue, and the thread, joined when the last clone of the
+/// store is dropped (so the database is closed when the store is: a node reopened in
+/// the same process finds it unlocked).
+#[derive(Debug)]
+struct WriterHandle {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has written what is queued.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The newest entries of the log, a contiguous suffix of it (or empty).
+#[derive(Debug, Default)]
+struct Tail {
+    entries: BTreeMap<u64, TailEntry>,
+    /// Encoded bytes of the durable entries held.
+    durable_bytes: usize,
+    /// Entries held that are durable.
+    durable_count: usize,
+}
+
+#[derive(Debug)]
+struct TailEntry {
+    entry: Entry,
+    bytes: usize,
+    durable: bool,
+}
+
+impl Tail {
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries.values().next_back().map(|held| held.entry.log_id)
+    }
+
+    /// Drops every entry from `index` on (a truncation).
+    fn drop_from(&mut self, index: u64) {
+        for (_, held) in self.entries.split_off(&index) {
+            self.forget(&held);
+        }
+    }
+
+    /// Drops every entry up to `index` (a purge).
+    fn drop_until(&mut self, index: u64) {
+        let kept = self.entries.split_off(&index.saturating_add(1));
+        for (_, held) in std::mem::replace(&mut self.entries, kept) {
+            self.forget(&held);
+        }
+    }
+
+    fn forget(&mut self, held: &TailEntry) {
+        if held.durable {
+            self.durable_bytes -= held.bytes;
+            self.durable_count -= 1;
+        }
+    }
+
+    /// Marks the written entries durable (those still held, unchanged), then lets the
+    /// oldest durable ones go while the tail is over its bounds.
+    fn written(&mut self, written: &[LogId]) {
+        for log_id in written {
+            if let Some(held) = self.entries.get_mut(&log_id.index) {
+                if held.entry.log_id == *log_id && !held.durable {
+                    held.durable = true;
+                    self.durable_bytes += held.bytes;
+                    self.durable_count += 1;
+                }
+            }
+        }
+        while self.durable_count > TAIL_ENTRIES || self.durable_bytes > TAIL_BYTES {
+            match self.entries.first_entry() {
+                Some(oldest) if oldest.get().durable => {
+                    let held = oldest.remove();
+                    self.forget(&held);
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Told the outcome once an append is on disk (openraft's flush callback).
+type Flushed = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
+
+/// Work for the writer thread, done in queue order.
+enum Job {
+    /// Entries to write (synced) before `callback` fires.
+    Append {
+        rows: Vec<(LogId, Vec<u8>)>,
+        flushed: Flushed,
+    },
+    /// The committed log id (a hint; written with the next batch, not synced for it).
+    Committed(Vec<u8>),
+    /// A batch of its own (truncation, purge), synced, after everything before it.
+    Exclusive {
+        batch: Batch,
+        done: tokio::sync::oneshot::Sender<Result<(), StorageError>>,
+    },
 }
 
 impl LogStore {
-    /// A log store over `db`.
-    pub fn new(db: Db) -> LogStore {
-        LogStore { db }
+    /// A log store over `db`; starts its writer thread, which ends when the last
+    /// clone is dropped.
+    pub fn new(db: Db) -> Result<LogStore, StorageError> {
+        let (jobs, queue) = mpsc::channel();
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let writer = Writer {
+            db: db.clone(),
+            tail: Arc::clone(&tail),
+        };
+        let thread = std::thread::Builder::new()
+            .name("raft-log-writer".to_string())
+            .spawn(move || writer.run(&queue))
+            .map_err(|error| StorageError::TaskFailed {
+                reason: format!("cannot start the Raft log writer thread: {error}"),
+            })?;
+        let writer = Arc::new(WriterHandle {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        });
+        Ok(LogStore { db, tail, writer })
+    }
+
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        lock(&self.tail)
+    }
+
+    /// Puts `entries` in the tail (readable at once) and queues them for the writer,
+    /// which calls `flushed` once they are synced.
+    fn append_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        flushed: Flushed,
+    ) -> Result<(), RaftStorageError> {
+        let mut rows = Vec::new();
+        let mut held = Vec::new();
+        for entry in entries {
+            let bytes = codec::encode("log entry", &entry).map_err(write_error)?;
+            held.push(TailEntry {
+                bytes: bytes.len(),
+                entry: entry.clone(),
+                durable: false,
+            });
+            rows.push((entry.log_id, bytes));
+        }
+        {
+            let mut tail = self.tail();
+            for entry in held {
+                let index = entry.entry.log_id.index;
+                // openraft truncates before it appends over an index; should it not,
+                // the new entry wins, as it does on disk.
+                if let Some(replaced) = tail.entries.insert(index, entry) {
+                    tail.forget(&replaced);
+                }
+            }
+        }
+        self.send(Job::Append { rows, flushed }).map_err(write_error)
+    }
+
+    /// Queues `batch` after every queued append and waits until it is synced.
+    async fn write_exclusive(&self, batch: Batch) -> Result<(), StorageError> {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        self.send(Job::Exclusive { batch, done })?;
+        finished.await.map_err(|_| writer_gone())?
+    }
+
+    fn send(&self, job: Job) -> Result<(), StorageError> {
+        let jobs = self.writer.jobs.as_ref().ok_or_else(writer_gone)?;
+        jobs.send(job).map_err(|_| writer_gone())
+    }
+}
+
+fn lock(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
+    tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn writer_gone() -> StorageError {
+    StorageError::TaskFailed {
+        reason: "the Raft log writer thread has stopped".to_string(),
+    }
+}
+
+/// The one thread that writes the log.
+struct Writer {
+    db: Db,
+    tail: Arc<Mutex<Tail>>,
+}
+
+/// Appends gathered into one batch.
+struct Group {
+    batch: Batch,
+    written: Vec<LogId>,
+    callbacks: Vec<Flushed>,
+}
+
+impl Writer {
+    fn run(&self, queue: &mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut group = self.group();
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(job) = next.take() {
+                taken += 1;
+                match job {
+                    Job::Append { rows, flushed } => {
+                        for (log_id, bytes) in &rows {
+                            group.batch.put(Column::Log, &index_key(log_id.index), bytes);
+                            group.written.push(*log_id);
+                        }
+                        group.callbacks.push(flushed);
+                    }
+                    Job::Committed(bytes) => group.batch.put(Column::Meta, COMMITTED_KEY, &bytes),
+                    Job::Exclusive { batch, done } => {
+                        self.flush(std::mem::replace(&mut group, self.group()));
+                        let _ = done.send(self.db.write(batch, Durability::Synced));
+                    }
+                }
+                if taken < MAX_GROUP {
+                    next = queue.try_recv().ok();
+                }
+            }
+            self.flush(group);
+        }
+    }
+
+    fn group(&self) -> Group {
+        Group {
+            batch: self.db.batch(),
+            written: Vec::new(),
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// Writes the group (synced if it holds entries), then tells openraft.
+    fn flush(&self, group: Group) {
+        if group.batch.is_empty() {
+            return;
+        }
+        let durability = if group.callbacks.is_empty() {
+            Durability::Buffered
+        } else {
+            Durability::Synced
+        };
+        match self.db.write(group.batch, durability) {
+            Ok(()) => {
+                lock(&self.tail).written(&group.written);
+                for flushed in group.callbacks {
+                    flushed(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "writing the Raft log failed");
+                for flushed in group.callbacks {
+                    flushed(Err(std::io::Error::other(error.to_string())));
+                }
+            }
+        }
     }
 }
 
@@ -74,9 +356,32 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(index) => Some(*index),
             Bound::Unbounded => None,
         };
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Vec::new());
+        }
+        // The tail first: an entry leaves it only once it is in RocksDB, so whatever
+        // the tail no longer holds, the scan below finds.
+        let (tail_start, held) = {
+            let tail = self.tail();
+            let tail_start = tail.entries.keys().next().copied();
+            let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+            let held: Vec<Entry> = tail
+                .entries
+                .range((Bound::Included(start), upper))
+                .map(|(_, held)| held.entry.clone())
+                .collect();
+            (tail_start, held)
+        };
+        // What the tail does not cover is read from RocksDB: everything before the
+        // tail's first entry (or the whole range when the tail is empty, after a start).
+        let until = match tail_start {
+            Some(tail_start) if tail_start <= start => return Ok(held),
+            Some(tail_start) => Some(end.map_or(tail_start, |end| end.min(tail_start))),
+            None => end,
+        };
         let db = self.db.clone();
         let rows = blocking(move || {
-            let until = end.map(index_key);
+            let until = until.map(index_key);
             db.scan(
                 Column::Log,
                 &index_key(start),
@@ -86,9 +391,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         })
         .await
         .map_err(read_error)?;
-        rows.iter()
+        let mut entries = rows
+            .iter()
             .map(|(_, value)| codec::decode::<Entry>("log entry", value).map_err(read_error))
-            .collect()
+            .collect::<Result<Vec<Entry>, _>>()?;
+        entries.extend(held);
+        Ok(entries)
     }
 }
 
@@ -96,6 +404,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
+        let newest = self.tail().last_log_id();
         let db = self.db.clone();
         let (last_purged, last_row) = blocking(move || {
             let last_purged = db.get(Column::Meta, LAST_PURGED_KEY)?;
@@ -108,9 +417,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
             Some(bytes) => Some(codec::decode("last purged log id", &bytes).map_err(read_error)?),
         };
-        let last_log_id = match last_row {
-            None => last_purged_log_id,
-            Some((_, value)) => Some(codec::decode::<Entry>("log entry", &value).map_err(read_error)?.log_id),
+        // The tail, when it holds anything, is the end of the log.
+        let last_log_id = match (newest, last_row) {
+            (Some(newest), _) => Some(newest),
+            (None, None) => last_purged_log_id,
+            (None, Some((_, value))) => Some(codec::decode::<Entry>("log entry", &value).map_err(read_error)?.log_id),
         };
         Ok(LogState {
             last_purged_log_id,
@@ -143,16 +454,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
         let bytes = codec::encode("committed log id", &committed).map_err(write_error)?;
-        let db = self.db.clone();
-        // Buffered: the committed index is a hint that speeds up restart; losing it
-        // costs nothing but re-applying from the last applied index.
-        blocking(move || {
-            let mut batch = db.batch();
-            batch.put(Column::Meta, COMMITTED_KEY, &bytes);
-            db.write(batch, Durability::Buffered)
-        })
-        .await
-        .map_err(write_error)
+        // Not awaited and not synced: the committed index is a hint that speeds up
+        // restart; losing it costs nothing but re-applying from the last applied index.
+        // It rides with the writer's next batch.
+        self.send(Job::Committed(bytes)).map_err(write_error)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
@@ -168,57 +473,173 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut rows = Vec::new();
-        for entry in entries {
-            let bytes = codec::encode("log entry", &entry).map_err(write_error)?;
-            rows.push((entry.log_id.index, bytes));
-        }
-        let db = self.db.clone();
-        let written = blocking(move || {
-            let mut batch = db.batch();
-            for (index, bytes) in &rows {
-                batch.put(Column::Log, &index_key(*index), bytes);
-            }
-            db.write(batch, Durability::Synced)
-        })
-        .await;
-        match written {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(error) => {
-                callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
-                Err(write_error(error))
-            }
-        }
+        self.append_entries(entries, Box::new(move |result| callback.log_io_completed(result)))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         tracing::debug!(from = log_id.index, "truncating the raft log");
-        let db = self.db.clone();
-        blocking(move || {
-            let mut batch = db.batch();
-            batch.delete_range(Column::Log, &index_key(log_id.index), END_OF_LOG);
-            db.write(batch, Durability::Synced)
-        })
-        .await
-        .map_err(write_error)
+        self.tail().drop_from(log_id.index);
+        let mut batch = self.db.batch();
+        batch.delete_range(Column::Log, &index_key(log_id.index), END_OF_LOG);
+        self.write_exclusive(batch).await.map_err(write_error)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         tracing::debug!(upto = log_id.index, "purging the raft log");
         let bytes = codec::encode("last purged log id", &log_id).map_err(write_error)?;
-        let db = self.db.clone();
-        blocking(move || {
-            let mut batch = db.batch();
-            // Record the purge point first in the same atomic batch, so a crash never
-            // leaves a gap that the log state does not explain.
-            batch.put(Column::Meta, LAST_PURGED_KEY, &bytes);
-            batch.delete_range(Column::Log, &index_key(0), &index_key(log_id.index.saturating_add(1)));
-            db.write(batch, Durability::Synced)
-        })
-        .await
-        .map_err(write_error)
+        self.tail().drop_until(log_id.index);
+        let mut batch = self.db.batch();
+        // Record the purge point first in the same atomic batch, so a crash never
+        // leaves a gap that the log state does not explain.
+        batch.put(Column::Meta, LAST_PURGED_KEY, &bytes);
+        batch.delete_range(Column::Log, &index_key(0), &index_key(log_id.index.saturating_add(1)));
+        self.write_exclusive(batch).await.map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use cairn_storage::Row;
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::state_machine::{ApplyContext, LoadError, ReplicatedState, StateMachineStore, StateWrites};
+
+    /// The smallest application: it only counts what it applied.
+    struct Counter(u64);
+
+    impl ReplicatedState for Counter {
+        fn load(rows: Vec<Row>) -> Result<Self, LoadError> {
+            Ok(Counter(rows.len() as u64))
+        }
+
+        fn apply(&mut self, context: ApplyContext, _command: &[u8], writes: &mut StateWrites) -> Vec<u8> {
+            self.0 += 1;
+            writes.put(context.log_index.to_be_bytes().to_vec(), Vec::new());
+            Vec::new()
+        }
+    }
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore<Counter>, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore<Counter>), RaftStorageError> {
+            let dir = tempfile::tempdir().map_err(write_error)?;
+            let db = Db::open(&dir.path().join("db")).map_err(write_error)?;
+            let state_machine =
+                StateMachineStore::open(db.clone(), &dir.path().join("snapshot")).map_err(write_error)?;
+            Ok((dir, LogStore::new(db).map_err(write_error)?, state_machine))
+        }
+    }
+
+    /// openraft's own storage test suite: reads after appends (before the flush),
+    /// truncation, purge, log state, vote, and the state machine beside it.
+    #[test]
+    fn passes_openraft_storage_suite() -> Result<(), RaftStorageError> {
+        Suite::test_all(Builder)
+    }
+
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn append_queued(store: &LogStore, entries: Vec<Entry>) -> tokio::sync::oneshot::Receiver<std::io::Result<()>> {
+        let (sender, flushed) = tokio::sync::oneshot::channel();
+        store
+            .append_entries(
+                entries,
+                Box::new(move |result| {
+                    let _ = sender.send(result);
+                }),
+            )
+            .expect("append");
+        flushed
+    }
+
+    async fn append_flushed(store: &mut LogStore, entries: Vec<Entry>) {
+        append_queued(store, entries)
+            .await
+            .expect("flush callback")
+            .expect("flushed");
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|entry| entry.log_id.index).collect()
+    }
+
+    async fn reopen(path: &Path) -> LogStore {
+        LogStore::new(Db::open(path).expect("reopen")).expect("writer")
+    }
+
+    /// Many appends queued without waiting (group commit), more than the tail keeps:
+    /// every read range is whole and in order, across RocksDB and the tail, and all of
+    /// it is on disk once the callbacks fired.
+    #[tokio::test]
+    async fn a_log_longer_than_the_tail_reads_whole_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let total = (TAIL_ENTRIES as u64) * 2 + 17;
+        {
+            let mut store = LogStore::new(Db::open(&path).expect("open")).expect("writer");
+            let mut flushed = Vec::new();
+            for index in 1..=total {
+                flushed.push(append_queued(&store, vec![blank(index)]));
+            }
+            // Readable before any flush is awaited.
+            let all = store.try_get_log_entries(1..=total).await.expect("read");
+            assert_eq!(indexes(&all), (1..=total).collect::<Vec<_>>());
+            for receiver in flushed {
+                receiver.await.expect("callback").expect("flushed");
+            }
+            assert!(store.tail().entries.len() <= TAIL_ENTRIES);
+            let middle = store.try_get_log_entries(100..(total - 5)).await.expect("read");
+            assert_eq!(indexes(&middle), (100..(total - 5)).collect::<Vec<_>>());
+            let from_tail = store.try_get_log_entries((total - 3)..).await.expect("read");
+            assert_eq!(indexes(&from_tail), ((total - 3)..=total).collect::<Vec<_>>());
+        }
+        let mut store = reopen(&path).await;
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id.map(|log_id| log_id.index), Some(total));
+        let all = store.try_get_log_entries(1..).await.expect("read");
+        assert_eq!(indexes(&all), (1..=total).collect::<Vec<_>>());
+    }
+
+    /// A truncation drops the tail's entries and the disk's; what is appended after it
+    /// replaces them, also after reopening.
+    #[tokio::test]
+    async fn truncation_then_append_replaces_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let mut store = LogStore::new(Db::open(&path).expect("open")).expect("writer");
+            append_flushed(&mut store, (1..=10).map(blank).collect()).await;
+            store.truncate(blank(6).log_id).await.expect("truncate");
+            assert_eq!(
+                indexes(&store.try_get_log_entries(1..).await.expect("read")),
+                vec![1, 2, 3, 4, 5]
+            );
+            let mut replacement = blank(6);
+            replacement.log_id.leader_id = CommittedLeaderId::new(2, 0);
+            append_flushed(&mut store, vec![replacement.clone()]).await;
+            let last = store.get_log_state().await.expect("state").last_log_id;
+            assert_eq!(last, Some(replacement.log_id));
+            store.purge(blank(2).log_id).await.expect("purge");
+            assert_eq!(
+                indexes(&store.try_get_log_entries(0..).await.expect("read")),
+                vec![3, 4, 5, 6]
+            );
+        }
+        let mut store = reopen(&path).await;
+        let entries = store.try_get_log_entries(0..).await.expect("read");
+        assert_eq!(indexes(&entries), vec![3, 4, 5, 6]);
+        assert_eq!(entries[3].log_id.leader_id, CommittedLeaderId::new(2, 0));
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id.map(|log_id| log_id.index), Some(2));
     }
 }

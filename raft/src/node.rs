@@ -233,7 +233,7 @@ impl<S: ReplicatedState> RaftNode<S> {
         let raft_config = Arc::new(raft_config.validate().map_err(|error| OpenError::Settings {
             reason: error.to_string(),
         })?);
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::new(db.clone())?;
         let state_machine = StateMachineStore::<S>::open(db.clone(), &config.data_dir.join("snapshot"))?;
         let state = state_machine.handle();
         let campaigns = Campaigns::default();

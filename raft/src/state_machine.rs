@@ -3,8 +3,14 @@
 //! The application ([`ReplicatedState`], implemented by `cairn-scheduler`) keeps its
 //! state in memory for reads and describes every change as rows of the `state`
 //! column. Each call to `apply` writes those rows, the applied log id and the
-//! membership in **one synced batch**, so the durable state always matches one log
+//! membership in **one atomic batch**, so the durable state always matches one log
 //! index exactly. At start the application is rebuilt from the rows.
+//!
+//! The batch is not fsync'd on its own: every entry it applies is already synced in
+//! the Raft log (same RocksDB, same write-ahead log), so a power loss can only take the
+//! state back to an earlier applied index, from which openraft applies the log again
+//! at start; the next synced log write makes it durable anyway. A process crash loses
+//! nothing (the write is in the OS page cache).
 //!
 //! Snapshots are built from a RocksDB point-in-time view of the same rows, so they
 //! never block `apply`, and are kept as a file (`snapshot/current`) written with
@@ -335,7 +341,8 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             }
             batch.put(Column::Meta, APPLIED_KEY, &applied);
             batch.put(Column::Meta, MEMBERSHIP_KEY, &membership);
-            db.write(batch, Durability::Synced)
+            // Not synced: the applied entries are durable in the log (module docs).
+            db.write(batch, Durability::Buffered)
         })
         .await
         .map_err(sm_write_error)?;
@@ -380,6 +387,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             }
             batch.put(Column::Meta, APPLIED_KEY, &applied);
             batch.put(Column::Meta, MEMBERSHIP_KEY, &membership);
+            // Synced: the log before the snapshot may be purged once it is installed.
             db.write(batch, Durability::Synced)?;
             Ok::<_, StorageError>(rows)
         })

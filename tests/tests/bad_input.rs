@@ -64,7 +64,11 @@ async fn schedulers_refuse_data_dirs_and_flags_that_do_not_fit() -> anyhow::Resu
     client.publish_dataset("keep-me", "1").await?;
     let file = cluster.cluster.file.clone();
     let peers = file.peers_arg();
-    let dir1 = file.schedulers[0].data_dir.clone();
+    // The leader's data dir certainly holds state (a replica that started late may
+    // not have made its database yet when the cluster stops).
+    let owner = cluster.leader().await?;
+    let other = if owner == 1 { 2 } else { 1 };
+    let dir1 = file.schedulers[(owner - 1) as usize].data_dir.clone();
     cluster.cluster.stop_all(Duration::from_secs(10))?;
     let scratch = tempfile::tempdir()?;
     let fresh = scratch.path().join("fresh");
@@ -107,15 +111,23 @@ async fn schedulers_refuse_data_dirs_and_flags_that_do_not_fit() -> anyhow::Resu
     )?;
     phase("another node's data dir");
     expect_error(
-        &["scheduler", "--id", "2", "--listen", listen, "--data-dir", path(&dir1)],
-        "belongs to node 1, not to --id 2",
+        &[
+            "scheduler",
+            "--id",
+            &other.to_string(),
+            "--listen",
+            listen,
+            "--data-dir",
+            path(&dir1),
+        ],
+        &format!("belongs to node {owner}, not to --id {other}"),
     )?;
     phase("another cluster's data dir");
     expect_error(
         &[
             "scheduler",
             "--id",
-            "1",
+            &owner.to_string(),
             "--listen",
             listen,
             "--data-dir",

@@ -320,7 +320,11 @@ impl FlightService for WorkerFlightService {
                 FlightError::Tonic(Box::new(status))
             })
         });
-        let stream = FlightDataEncoderBuilder::new().build(batch).map_err(Status::from);
+        // One message per chunk where it fits (the reader then needs no concatenation).
+        let stream = FlightDataEncoderBuilder::new()
+            .with_max_flight_data_size(MAX_MESSAGE_BYTES / 2)
+            .build(batch)
+            .map_err(Status::from);
         Ok(Response::new(stream.boxed()))
     }
 

@@ -103,6 +103,9 @@ pub async fn run_with_operations(
     let link = run_link(config, identity, addr, data, executor);
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // Uploads and copies stream whole chunks in: the same windows as the client's.
+        .initial_stream_window_size(cairn_client::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(cairn_client::CONNECTION_WINDOW_BYTES)
         .add_service(flight)
         .serve_with_incoming_shutdown(
             // Small messages (task assignments, reports, catalog calls) must not wait

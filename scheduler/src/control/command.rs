@@ -141,6 +141,15 @@ pub enum ControlCommand {
         /// The leader's wall clock when it proposed the command, in ms since the epoch.
         now_ms: u64,
     },
+    /// Several commands proposed at once, applied in order in one log entry, each with
+    /// its own outcome: the leader gathers client writes that arrive together, so they
+    /// share one Raft round and one fsync. Each is the encoding of a
+    /// [`ControlCommand`] other than `Batch`. (Appended last: variants are encoded by
+    /// position.)
+    Batch {
+        /// The encoded commands.
+        commands: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// What the cluster did to survive failures since it was created (replicated).
@@ -202,4 +211,6 @@ pub enum ControlOutcome {
         /// The log index.
         log_index: u64,
     },
+    /// The outcomes of a [`ControlCommand::Batch`], in its order.
+    Batch(Vec<ControlOutcome>),
 }

@@ -655,6 +655,29 @@ impl ControlState {
                 self.write_recovery(writes);
                 ControlOutcome::Registry { log_index }
             }
+            ControlCommand::Batch { commands } => ControlOutcome::Batch(
+                commands
+                    .iter()
+                    .map(|command| self.apply_batched(log_index, command, writes))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn malformed(error: &dyn std::fmt::Display) -> ControlOutcome {
+    ControlOutcome::Write(Err(CatalogError::MalformedCommand {
+        reason: error.to_string(),
+    }))
+}
+
+impl ControlState {
+    /// Applies one command of a batch (a batch inside a batch is malformed).
+    fn apply_batched(&mut self, log_index: u64, command: &[u8], writes: &mut StateWrites) -> ControlOutcome {
+        match codec::decode::<ControlCommand>("control command", command) {
+            Ok(ControlCommand::Batch { .. }) => malformed(&"a batch inside a batch"),
+            Ok(command) => self.apply_command(log_index, command, writes),
+            Err(error) => malformed(&error),
         }
     }
 }
@@ -743,9 +766,7 @@ impl ReplicatedState for ControlState {
     fn apply(&mut self, context: ApplyContext, command: &[u8], writes: &mut StateWrites) -> Vec<u8> {
         let outcome = match codec::decode::<ControlCommand>("control command", command) {
             Ok(command) => self.apply_command(context.log_index, command, writes),
-            Err(error) => ControlOutcome::Write(Err(CatalogError::MalformedCommand {
-                reason: error.to_string(),
-            })),
+            Err(error) => malformed(&error),
         };
         match codec::encode("control outcome", &outcome) {
             Ok(bytes) => bytes,

@@ -98,7 +98,7 @@ impl CatalogService {
             now_ms: now_ms(),
             operation,
         };
-        let outcome = self.consensus.propose(&command).await?;
+        let outcome = self.consensus.propose_together(&command).await?;
         match outcome {
             ControlOutcome::Write(Ok(ack)) => {
                 self.update_pins(touched);
@@ -193,7 +193,7 @@ impl Catalog for CatalogService {
             client,
             now_ms: now_ms(),
         };
-        match self.consensus.propose(&command).await? {
+        match self.consensus.propose_together(&command).await? {
             ControlOutcome::SessionOpened => Ok(Response::new(pb::OpenSessionReply {})),
             other => Err(ServerError::Unavailable {
                 reason: format!("opening a session returned {other:?}"),

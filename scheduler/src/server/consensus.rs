@@ -1,9 +1,11 @@
 //! Proposing control commands and linearizable reads, in the server's error terms.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_raft::codec;
 use cairn_raft::{Command, Replica, ReplicaError, StateHandle};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::bugs::InjectedBugs;
 use super::error::ServerError;
@@ -21,6 +23,24 @@ pub struct Consensus {
     pub request_timeout: Duration,
     /// Deliberate bugs (fault-injection testing only).
     pub injected_bugs: InjectedBugs,
+    /// The queue of writes that may share a log entry ([`Consensus::propose_together`]).
+    batcher: mpsc::UnboundedSender<Proposal>,
+}
+
+/// How many batches of client writes may be in Raft at once. openraft 0.9 appends
+/// each proposal as its own log entry and waits for its fsync before it takes the
+/// next, so writes that arrive while a batch is in flight wait and go together in the
+/// next one: one entry, one fsync per replica, however many writes.
+const BATCHES_IN_FLIGHT: usize = 2;
+/// At most this many writes share one entry...
+const MAX_BATCH_WRITES: usize = 512;
+/// ...and at most this many encoded bytes (a single larger write goes alone).
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// A write waiting to be proposed, encoded, with where its outcome goes.
+struct Proposal {
+    command: Vec<u8>,
+    outcome: oneshot::Sender<Result<ControlOutcome, ServerError>>,
 }
 
 /// The leader's wall clock, stamped into commands (the state machine never reads one).
@@ -51,6 +71,42 @@ fn encode(command: &ControlCommand) -> Result<Command, ServerError> {
 }
 
 impl Consensus {
+    /// The entry point to `replica`; starts the task that batches client writes (it
+    /// ends when every clone is dropped).
+    pub fn new(
+        replica: Replica,
+        state: StateHandle<ControlState>,
+        request_timeout: Duration,
+        injected_bugs: InjectedBugs,
+    ) -> Consensus {
+        let (batcher, queue) = mpsc::unbounded_channel();
+        tokio::spawn(batch_writes(replica.clone(), request_timeout, queue));
+        Consensus {
+            replica,
+            state,
+            request_timeout,
+            injected_bugs,
+            batcher,
+        }
+    }
+
+    /// Proposes `command` like [`Consensus::propose`], but it may share its log entry
+    /// with other commands proposed meanwhile (a [`ControlCommand::Batch`]); each gets
+    /// its own outcome, in the order they were proposed. For client writes, whose
+    /// order among concurrent callers is free.
+    pub async fn propose_together(&self, command: &ControlCommand) -> Result<ControlOutcome, ServerError> {
+        let (outcome, receiver) = oneshot::channel();
+        let proposal = Proposal {
+            command: encode(command)?.0,
+            outcome,
+        };
+        let stopped = || ServerError::Unavailable {
+            reason: "the replica is stopping".to_string(),
+        };
+        self.batcher.send(proposal).map_err(|_| stopped())?;
+        receiver.await.map_err(|_| stopped())?
+    }
+
     /// Proposes `command` and returns its outcome once it is committed and applied.
     pub async fn propose(&self, command: &ControlCommand) -> Result<ControlOutcome, ServerError> {
         let outcome = self.replica.propose(encode(command)?, self.request_timeout).await?;
@@ -72,5 +128,90 @@ impl Consensus {
             return Ok(self.replica.ensure_leader()?);
         }
         Ok(self.replica.read_barrier(self.request_timeout).await?)
+    }
+}
+
+/// Takes queued writes in batches, at most [`BATCHES_IN_FLIGHT`] at a time in Raft.
+async fn batch_writes(replica: Replica, timeout: Duration, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        // Wait for room first: what arrives meanwhile joins this batch.
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let mut bytes = first.command.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    bytes += next.command.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let replica = replica.clone();
+        tokio::spawn(async move {
+            propose_batch(&replica, timeout, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Proposes the batch as one entry (a lone write as itself) and hands each write its
+/// outcome.
+async fn propose_batch(replica: &Replica, timeout: Duration, batch: Vec<Proposal>) {
+    let (command, outcomes): (Vec<Vec<u8>>, Vec<_>) = batch
+        .into_iter()
+        .map(|proposal| (proposal.command, proposal.outcome))
+        .unzip();
+    let alone = command.len() == 1;
+    let entry = if alone {
+        command
+            .into_iter()
+            .next()
+            .map(Command)
+            .unwrap_or_else(|| Command(Vec::new()))
+    } else {
+        let batch = ControlCommand::Batch {
+            commands: command.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        };
+        match encode(&batch) {
+            Ok(entry) => entry,
+            Err(error) => {
+                let reason = error.to_string();
+                for outcome in outcomes {
+                    let _ = outcome.send(Err(ServerError::InvalidRequest { reason: reason.clone() }));
+                }
+                return;
+            }
+        }
+    };
+    let applied = replica.propose(entry, timeout).await;
+    let results: Vec<Result<ControlOutcome, ServerError>> = match applied {
+        Err(error) => outcomes.iter().map(|_| Err(ServerError::from(error.clone()))).collect(),
+        Ok(applied) => match codec::decode::<ControlOutcome>("control outcome", &applied.0) {
+            Ok(outcome) if alone => vec![Ok(outcome)],
+            Ok(ControlOutcome::Batch(each)) if each.len() == outcomes.len() => each.into_iter().map(Ok).collect(),
+            Ok(other) => outcomes
+                .iter()
+                .map(|_| {
+                    Err(ServerError::Unavailable {
+                        reason: format!("a batch of writes returned {other:?}"),
+                    })
+                })
+                .collect(),
+            Err(error) => outcomes
+                .iter()
+                .map(|_| {
+                    Err(ServerError::Unavailable {
+                        reason: format!("undecodable outcome: {error}"),
+                    })
+                })
+                .collect(),
+        },
+    };
+    for (outcome, result) in outcomes.into_iter().zip(results) {
+        let _ = outcome.send(result);
     }
 }

@@ -85,12 +85,12 @@ pub async fn run(
             "THIS REPLICA RUNS WITH DELIBERATE BUGS (--unsafe-inject-bug): it can lose or misread data"
         );
     }
-    let consensus = Consensus {
-        replica: node.replica(),
-        state: node.state.clone(),
-        request_timeout: config.request_timeout,
-        injected_bugs: config.injected_bugs,
-    };
+    let consensus = Consensus::new(
+        node.replica(),
+        node.state.clone(),
+        config.request_timeout,
+        config.injected_bugs,
+    );
     let liveness = Liveness::default();
     let dispatcher = Dispatcher::start(consensus.clone(), CoreConfig::default());
     let monitor = tokio::spawn(liveness::monitor(
