@@ -159,3 +159,46 @@ async fn without_a_majority_calls_time_out() -> anyhow::Result<()> {
     assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
     Ok(())
 }
+
+/// Many clients writing at once: every write is applied exactly once with its own
+/// outcome, and writes that arrive together share log entries (the same log index)
+/// instead of taking one Raft round and one fsync each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries_and_keep_their_outcomes() -> anyhow::Result<()> {
+    let cluster = InProcessCluster::start().await?;
+    let mut writers = Vec::new();
+    for writer in 0..16 {
+        let client = cluster.client().await?;
+        writers.push(tokio::spawn(async move {
+            let mut indexes = Vec::new();
+            for index in 0..8 {
+                indexes.push(client.publish_dataset(&format!("w{writer}-{index}"), "x").await?);
+            }
+            // Every writer also races for one shared name: exactly one may win.
+            let shared = client.publish_dataset("contested", format!("{writer}")).await;
+            Ok::<_, Error>((indexes, shared.is_ok()))
+        }));
+    }
+    let mut indexes = Vec::new();
+    let mut winners = 0;
+    for writer in writers {
+        let (written, won) = writer.await??;
+        indexes.extend(written);
+        winners += usize::from(won);
+    }
+    assert_eq!(winners, 1, "exactly one publish of the contested name succeeds");
+    let names = cluster.client().await?.list_datasets().await?;
+    assert_eq!(names.len(), 16 * 8 + 1);
+    indexes.sort_unstable();
+    let entries = {
+        let mut distinct = indexes.clone();
+        distinct.dedup();
+        distinct.len()
+    };
+    assert!(
+        entries < indexes.len(),
+        "{} concurrent writes took {entries} log entries: none were batched",
+        indexes.len()
+    );
+    Ok(())
+}

@@ -1433,6 +1433,80 @@ mod tests {
         assert_eq!(reloaded.tasks().next_order(), harness.state.tasks().next_order());
     }
 
+    fn batch(commands: &[ControlCommand]) -> ControlCommand {
+        ControlCommand::Batch {
+            commands: commands
+                .iter()
+                .map(|command| serde_bytes::ByteBuf::from(codec::encode("command", command).expect("encodes")))
+                .collect(),
+        }
+    }
+
+    /// Writes batched in one entry apply in order, each with the outcome it would have
+    /// had alone (a retry in the batch gets its first answer), and leave the same rows;
+    /// a batch inside a batch or undecodable bytes fail only their own slot.
+    #[test]
+    fn batched_writes_apply_as_if_one_by_one() {
+        let commands = [
+            open(1_000),
+            publish(1, vec![item("a", "1")], false),
+            publish(2, vec![item("a", "2")], false),
+            publish(1, vec![item("a", "1")], false),
+            unpublish(3, "missing"),
+            publish(4, vec![item("b", "3")], false),
+        ];
+        let mut alone = Harness::new();
+        let one_by_one: Vec<ControlOutcome> = commands.iter().map(|command| alone.apply(command)).collect();
+        let mut together = Harness::new();
+        let ControlOutcome::Batch(batched) = together.apply(&batch(&commands)) else {
+            panic!("a batch returns a batch of outcomes");
+        };
+        // The same outcomes, except that every write of the batch is at its one index.
+        let at_index = |outcome: &ControlOutcome, index: u64| match outcome {
+            ControlOutcome::Write(Ok(_)) => ControlOutcome::Write(Ok(WriteAck { log_index: index })),
+            other => other.clone(),
+        };
+        let expected: Vec<ControlOutcome> = one_by_one.iter().map(|outcome| at_index(outcome, 1)).collect();
+        assert_eq!(batched, expected);
+        assert!(matches!(one_by_one[1], ControlOutcome::Write(Ok(_))));
+        assert!(matches!(
+            one_by_one[2],
+            ControlOutcome::Write(Err(CatalogError::AlreadyExists { .. }))
+        ));
+        assert_eq!(one_by_one[3], one_by_one[1], "a retried seq gets its first outcome");
+        assert_eq!(batched[3], batched[1]);
+        assert_eq!(together.state.list(), alone.state.list());
+        assert_eq!(together.state.list(), ["a", "b"]);
+        let reloaded = together.reloaded();
+        assert_eq!(reloaded.list(), ["a", "b"]);
+
+        let mut malformed = ControlCommand::Batch {
+            commands: vec![serde_bytes::ByteBuf::from(vec![0xff, 0xfe, 0xfd])],
+        };
+        if let ControlCommand::Batch { commands } = &mut malformed {
+            commands.push(serde_bytes::ByteBuf::from(
+                codec::encode("command", &batch(&[open(2_000)])).expect("encodes"),
+            ));
+            commands.push(serde_bytes::ByteBuf::from(
+                codec::encode("command", &publish(5, vec![item("c", "4")], false)).expect("encodes"),
+            ));
+        }
+        let ControlOutcome::Batch(outcomes) = together.apply(&malformed) else {
+            panic!("a batch returns a batch of outcomes");
+        };
+        assert_eq!(outcomes.len(), 3);
+        assert!(matches!(
+            error_of(outcomes[0].clone()),
+            CatalogError::MalformedCommand { .. }
+        ));
+        assert!(matches!(
+            error_of(outcomes[1].clone()),
+            CatalogError::MalformedCommand { .. }
+        ));
+        assert!(matches!(outcomes[2], ControlOutcome::Write(Ok(_))));
+        assert_eq!(together.state.list(), ["a", "b", "c"]);
+    }
+
     /// Garbage command bytes are an error outcome, not a panic.
     #[test]
     fn malformed_commands_are_refused() {
