@@ -213,6 +213,9 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 /// See [`STREAM_WINDOW_BYTES`]; several chunk streams share one connection.
 pub const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
+/// The largest HTTP/2 frame a peer may send on a channel (the default is 16 KiB): a chunk
+/// crosses in fewer, larger frames.
+pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
 /// A channel to `addr` that connects on first use.
 pub(crate) fn lazy_channel(addr: &str) -> Result<Channel, Error> {
@@ -229,6 +232,7 @@ pub(crate) fn lazy_channel(addr: &str) -> Result<Channel, Error> {
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .connect_lazy())

@@ -59,7 +59,7 @@ mod worker_api;
 
 pub use client::{
     parse_cluster, Client, ClientOptions, DatasetAvailability, NodeStatus, RecoveryCounters, CONNECTION_WINDOW_BYTES,
-    STREAM_WINDOW_BYTES,
+    MAX_FRAME_BYTES, STREAM_WINDOW_BYTES,
 };
 pub use collection::{ChunkInfo, ChunkLocation, Collection};
 pub use datasets::Datasets;

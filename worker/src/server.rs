@@ -106,6 +106,7 @@ pub async fn run_with_operations(
         // Uploads and copies stream whole chunks in: the same windows as the client's.
         .initial_stream_window_size(cairn_client::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(cairn_client::CONNECTION_WINDOW_BYTES)
+        .max_frame_size(cairn_client::MAX_FRAME_BYTES)
         .add_service(flight)
         .serve_with_incoming_shutdown(
             // Small messages (task assignments, reports, catalog calls) must not wait
