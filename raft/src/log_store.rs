@@ -6,14 +6,16 @@
 //! entries are synced before openraft's flush callback fires, so nothing openraft
 //! acknowledges can vanish in a crash.
 //!
-//! **Group commit.** Appends do not wait for the disk: `append` puts the entries in
-//! an in-memory tail (where readers see them at once, as openraft requires) and
-//! queues them for one writer thread, which writes everything queued meanwhile as one
-//! RocksDB batch with one fsync, then fires the callbacks in order. So the leader
-//! replicates while its own fsync runs, and many proposals share one fsync. The
-//! tail also keeps the newest durable entries, so replication reads them without a
-//! trip to RocksDB. Truncations and purges go through the same queue (after every
-//! append before them) and are awaited.
+//! **One writer thread.** `append` puts the entries in an in-memory tail (where
+//! readers see them at once, as openraft requires) and queues them for one writer
+//! thread, which writes everything queued meanwhile (appends, and the committed-index
+//! hint) as one RocksDB batch with one fsync, then fires the flush callbacks in order.
+//! openraft 0.9 awaits each append's callback before it runs its next command, so
+//! today a batch holds one append (proposals are grouped before Raft instead, by the
+//! scheduler's write batcher); what this saves is a blocking-pool hop per append and
+//! per commit-index write. The tail also keeps the newest durable entries, so
+//! replication reads them without a trip to RocksDB. Truncations and purges go
+//! through the same queue (after every append before them) and are awaited.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -144,7 +146,7 @@ type Flushed = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
 
 /// Work for the writer thread, done in queue order.
 enum Job {
-    /// Entries to write (synced) before `callback` fires.
+    /// Entries to write (synced) before `flushed` is called.
     Append {
         rows: Vec<(LogId, Vec<u8>)>,
         flushed: Flushed,
@@ -196,12 +198,13 @@ impl LogStore {
         let mut held = Vec::new();
         for entry in entries {
             let bytes = codec::encode("log entry", &entry).map_err(write_error)?;
+            let size = bytes.len();
+            rows.push((entry.log_id, bytes));
             held.push(TailEntry {
-                bytes: bytes.len(),
-                entry: entry.clone(),
+                bytes: size,
+                entry,
                 durable: false,
             });
-            rows.push((entry.log_id, bytes));
         }
         {
             let mut tail = self.tail();
@@ -406,9 +409,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
         let newest = self.tail().last_log_id();
         let db = self.db.clone();
+        // The tail, when it holds anything, is the end of the log: no need to seek it.
+        let seek_last = newest.is_none();
         let (last_purged, last_row) = blocking(move || {
             let last_purged = db.get(Column::Meta, LAST_PURGED_KEY)?;
-            let last_row = db.last(Column::Log)?;
+            let last_row = if seek_last { db.last(Column::Log)? } else { None };
             Ok((last_purged, last_row))
         })
         .await
@@ -417,7 +422,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => None,
             Some(bytes) => Some(codec::decode("last purged log id", &bytes).map_err(read_error)?),
         };
-        // The tail, when it holds anything, is the end of the log.
         let last_log_id = match (newest, last_row) {
             (Some(newest), _) => Some(newest),
             (None, None) => last_purged_log_id,
@@ -577,7 +581,7 @@ mod tests {
         LogStore::new(Db::open(path).expect("reopen")).expect("writer")
     }
 
-    /// Many appends queued without waiting (group commit), more than the tail keeps:
+    /// Many appends queued without waiting (one write may take several), more than the tail keeps:
     /// every read range is whole and in order, across RocksDB and the tail, and all of
     /// it is on disk once the callbacks fired.
     #[tokio::test]

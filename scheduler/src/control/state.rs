@@ -540,6 +540,15 @@ impl ControlState {
         }
     }
 
+    /// Applies one command of a batch (a batch inside a batch is malformed).
+    fn apply_batched(&mut self, log_index: u64, command: &[u8], writes: &mut StateWrites) -> ControlOutcome {
+        match codec::decode::<ControlCommand>("control command", command) {
+            Ok(ControlCommand::Batch { .. }) => malformed(&"a batch inside a batch"),
+            Ok(command) => self.apply_command(log_index, command, writes),
+            Err(error) => malformed(&error),
+        }
+    }
+
     fn apply_command(&mut self, log_index: u64, command: ControlCommand, writes: &mut StateWrites) -> ControlOutcome {
         match command {
             ControlCommand::OpenSession { client, now_ms } => {
@@ -669,17 +678,6 @@ fn malformed(error: &dyn std::fmt::Display) -> ControlOutcome {
     ControlOutcome::Write(Err(CatalogError::MalformedCommand {
         reason: error.to_string(),
     }))
-}
-
-impl ControlState {
-    /// Applies one command of a batch (a batch inside a batch is malformed).
-    fn apply_batched(&mut self, log_index: u64, command: &[u8], writes: &mut StateWrites) -> ControlOutcome {
-        match codec::decode::<ControlCommand>("control command", command) {
-            Ok(ControlCommand::Batch { .. }) => malformed(&"a batch inside a batch"),
-            Ok(command) => self.apply_command(log_index, command, writes),
-            Err(error) => malformed(&error),
-        }
-    }
 }
 
 impl ReplicatedState for ControlState {

@@ -109,10 +109,9 @@ impl Consensus {
 
     /// Proposes `command` and returns its outcome once it is committed and applied.
     pub async fn propose(&self, command: &ControlCommand) -> Result<ControlOutcome, ServerError> {
-        let outcome = self.replica.propose(encode(command)?, self.request_timeout).await?;
-        codec::decode("control outcome", &outcome.0).map_err(|error| ServerError::Unavailable {
-            reason: format!("undecodable outcome: {error}"),
-        })
+        propose_entry(&self.replica, encode(command)?, self.request_timeout)
+            .await
+            .map_err(|failure| failure.error())
     }
 
     /// Deliberate bug `ack-before-commit` only: appends `command` to the leader's log
@@ -158,60 +157,79 @@ async fn batch_writes(replica: Replica, timeout: Duration, mut queue: mpsc::Unbo
     }
 }
 
+/// Why a proposal failed, in a form each write of a batch can get its own copy of
+/// (a [`ServerError`] is not `Clone`; a `not-leader` must reach every client whole).
+enum ProposalFailure {
+    /// Raft refused or timed out.
+    Replica(ReplicaError),
+    /// The entry could not be encoded.
+    Invalid(String),
+    /// The outcome was not what the entry should return.
+    Unavailable(String),
+}
+
+impl ProposalFailure {
+    fn error(&self) -> ServerError {
+        match self {
+            ProposalFailure::Replica(error) => ServerError::from(error.clone()),
+            ProposalFailure::Invalid(reason) => ServerError::InvalidRequest { reason: reason.clone() },
+            ProposalFailure::Unavailable(reason) => ServerError::Unavailable { reason: reason.clone() },
+        }
+    }
+}
+
+/// Proposes `entry` and decodes its outcome once it is committed and applied.
+async fn propose_entry(
+    replica: &Replica,
+    entry: Command,
+    timeout: Duration,
+) -> Result<ControlOutcome, ProposalFailure> {
+    let outcome = replica
+        .propose(entry, timeout)
+        .await
+        .map_err(ProposalFailure::Replica)?;
+    codec::decode("control outcome", &outcome.0)
+        .map_err(|error| ProposalFailure::Unavailable(format!("undecodable outcome: {error}")))
+}
+
 /// Proposes the batch as one entry (a lone write as itself) and hands each write its
 /// outcome.
 async fn propose_batch(replica: &Replica, timeout: Duration, batch: Vec<Proposal>) {
-    let (command, outcomes): (Vec<Vec<u8>>, Vec<_>) = batch
+    let (commands, outcomes): (Vec<Vec<u8>>, Vec<_>) = batch
         .into_iter()
         .map(|proposal| (proposal.command, proposal.outcome))
         .unzip();
-    let alone = command.len() == 1;
-    let entry = if alone {
-        command
-            .into_iter()
-            .next()
-            .map(Command)
-            .unwrap_or_else(|| Command(Vec::new()))
-    } else {
-        let batch = ControlCommand::Batch {
-            commands: command.into_iter().map(serde_bytes::ByteBuf::from).collect(),
-        };
-        match encode(&batch) {
-            Ok(entry) => entry,
-            Err(error) => {
-                let reason = error.to_string();
-                for outcome in outcomes {
-                    let _ = outcome.send(Err(ServerError::InvalidRequest { reason: reason.clone() }));
-                }
-                return;
-            }
-        }
-    };
-    let applied = replica.propose(entry, timeout).await;
-    let results: Vec<Result<ControlOutcome, ServerError>> = match applied {
-        Err(error) => outcomes.iter().map(|_| Err(ServerError::from(error.clone()))).collect(),
-        Ok(applied) => match codec::decode::<ControlOutcome>("control outcome", &applied.0) {
-            Ok(outcome) if alone => vec![Ok(outcome)],
-            Ok(ControlOutcome::Batch(each)) if each.len() == outcomes.len() => each.into_iter().map(Ok).collect(),
-            Ok(other) => outcomes
-                .iter()
-                .map(|_| {
-                    Err(ServerError::Unavailable {
-                        reason: format!("a batch of writes returned {other:?}"),
-                    })
-                })
-                .collect(),
-            Err(error) => outcomes
-                .iter()
-                .map(|_| {
-                    Err(ServerError::Unavailable {
-                        reason: format!("undecodable outcome: {error}"),
-                    })
-                })
-                .collect(),
+    let results: Vec<Result<ControlOutcome, ServerError>> = match <[Vec<u8>; 1]>::try_from(commands) {
+        Ok([alone]) => vec![propose_entry(replica, Command(alone), timeout)
+            .await
+            .map_err(|failure| failure.error())],
+        Err(commands) => match propose_joined(replica, timeout, commands).await {
+            Ok(each) => each.into_iter().map(Ok).collect(),
+            Err(failure) => outcomes.iter().map(|_| Err(failure.error())).collect(),
         },
     };
     for (outcome, result) in outcomes.into_iter().zip(results) {
         let _ = outcome.send(result);
+    }
+}
+
+/// Proposes several encoded commands as one [`ControlCommand::Batch`] entry and
+/// returns their outcomes, one per command.
+async fn propose_joined(
+    replica: &Replica,
+    timeout: Duration,
+    commands: Vec<Vec<u8>>,
+) -> Result<Vec<ControlOutcome>, ProposalFailure> {
+    let count = commands.len();
+    let batch = ControlCommand::Batch {
+        commands: commands.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+    };
+    let entry =
+        codec::encode("control command", &batch).map_err(|error| ProposalFailure::Invalid(error.to_string()))?;
+    match propose_entry(replica, Command(entry), timeout).await? {
+        ControlOutcome::Batch(each) if each.len() == count => Ok(each),
+        other => Err(ProposalFailure::Unavailable(format!(
+            "a batch of writes returned {other:?}"
+        ))),
     }
 }
