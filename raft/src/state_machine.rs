@@ -58,9 +58,28 @@ impl StateWrites {
         self.rows.push((key, None));
     }
 
-    /// The writes in order: `(key, Some(value))` sets, `(key, None)` deletes.
+    /// The writes to make, in key order, only the last one of each key (what a batch
+    /// of all of them in order would leave): `(key, Some(value))` sets, `(key, None)`
+    /// deletes.
+    ///
+    /// Key order matters to RocksDB: its memtable skip list keeps a splice of the last
+    /// insert, so keys in ascending order each cost a step from the previous one, while
+    /// keys in the order `apply` wrote them (a task graph's, say) each cost a descent
+    /// from the top with a key comparison per level. Measured: after a graph of 114k
+    /// tasks, those descents (`InlineSkipList::RecomputeSpliceLevels`) were a third of
+    /// all CPU on the machine for 1.5 s.
     pub fn into_rows(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        self.rows
+        let mut rows = self.rows;
+        // Stable: among writes to one key, the last stays last.
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut last_of_each: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(rows.len());
+        for row in rows {
+            match last_of_each.last_mut() {
+                Some(previous) if previous.0 == row.0 => *previous = row,
+                _ => last_of_each.push(row),
+            }
+        }
+        last_of_each
     }
 }
 
@@ -333,7 +352,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         let db = self.db.clone();
         blocking(move || {
             let mut batch = db.batch();
-            for (key, value) in &writes.rows {
+            for (key, value) in &writes.into_rows() {
                 match value {
                     Some(value) => batch.put(Column::State, key, value),
                     None => batch.delete(Column::State, key),
@@ -418,5 +437,30 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateWrites;
+
+    #[test]
+    fn rows_come_sorted_with_the_last_write_of_each_key() {
+        let mut writes = StateWrites::default();
+        writes.put(b"b".to_vec(), b"1".to_vec());
+        writes.put(b"a".to_vec(), b"1".to_vec());
+        writes.delete(b"b".to_vec());
+        writes.put(b"c".to_vec(), b"1".to_vec());
+        writes.put(b"a".to_vec(), b"2".to_vec());
+        writes.delete(b"c".to_vec());
+        writes.put(b"c".to_vec(), b"3".to_vec());
+        assert_eq!(
+            writes.into_rows(),
+            vec![
+                (b"a".to_vec(), Some(b"2".to_vec())),
+                (b"b".to_vec(), None),
+                (b"c".to_vec(), Some(b"3".to_vec())),
+            ]
+        );
     }
 }

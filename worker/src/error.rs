@@ -46,4 +46,10 @@ pub enum WorkerError {
         /// What tonic said.
         source: tonic::transport::Error,
     },
+    /// The link to the cluster (registration, heartbeats, task stream) stopped.
+    #[error("{reason}")]
+    Link {
+        /// What happened.
+        reason: String,
+    },
 }

@@ -6,6 +6,14 @@
 //! holding an input are looked at, plus the least loaded one (the ordered worker
 //! set), so one placement is O(inputs · holders + log workers).
 //!
+//! A task with no input held anywhere (a file read, a literal) goes where its
+//! siblings went: the worker a fellow input of one of its dependents is assigned to
+//! or held by, if it has a free slot (Dask co-assigns such root tasks too). So the
+//! `x_wind` and `y_wind` reads of one time step meet on one worker and the 8 `inc`s
+//! under one `sum` do, instead of alternating and fetching half of every dependent's
+//! inputs from the other worker. At most [`SIBLINGS_LOOKED_AT`] siblings are looked
+//! at, so a dependent with thousands of inputs costs no more.
+//!
 //! Stealing: when the ready queue is empty and a worker has nothing assigned, it
 //! takes up to half of the most loaded worker's assigned tasks, most recently
 //! assigned first, and never more than that worker has queued beyond its threads
@@ -16,8 +24,12 @@ use std::collections::BTreeMap;
 
 use super::core::Core;
 use super::decision::InputLocation;
-use super::state::{Load, Status, TaskId, Worker};
+use super::state::{Load, Status, Task, TaskId, Worker};
 use crate::registry::WorkerId;
+
+/// How many fellow inputs of its dependents a task without held inputs looks at to
+/// find its siblings' worker.
+const SIBLINGS_LOOKED_AT: usize = 32;
 
 impl Core {
     /// Assigns ready tasks in priority order while some worker has a free slot, then
@@ -106,7 +118,35 @@ impl Core {
             .filter(|(worker, bytes)| **bytes > 0 && !self.is_full(**worker))
             .max_by_key(|(worker, bytes)| (**bytes, Reverse(self.load_of(**worker)), Reverse(**worker)))
             .map(|(worker, _)| *worker);
+        if local_bytes.is_empty() {
+            if let Some(worker) = self.siblings_worker(id, task) {
+                return Some(worker);
+            }
+        }
         Some(best_local.unwrap_or(least_loaded))
+    }
+
+    /// The first worker with a free slot that a fellow input of one of `task`'s
+    /// dependents is assigned to or held by (module docs).
+    fn siblings_worker(&self, id: TaskId, task: &Task) -> Option<WorkerId> {
+        let siblings = task
+            .dependents
+            .iter()
+            .filter_map(|dependent| self.tasks.get(dependent))
+            .flat_map(|dependent| dependent.dependencies.iter())
+            .filter(|sibling| **sibling != id)
+            .take(SIBLINGS_LOOKED_AT);
+        for sibling in siblings {
+            let workers: &[WorkerId] = match self.tasks.get(sibling).map(|sibling| &sibling.status) {
+                Some(Status::Assigned { worker, .. }) => std::slice::from_ref(worker),
+                Some(Status::Memory { holders, .. }) => holders,
+                _ => continue,
+            };
+            if let Some(worker) = workers.iter().find(|worker| !self.is_full(**worker)) {
+                return Some(*worker);
+            }
+        }
+        None
     }
 
     /// Where each input of a task is, as seen from `worker`.

@@ -241,6 +241,61 @@ fn placement_follows_the_input_bytes_then_the_load_then_the_id() {
     assert_eq!(assigned(&decisions), [(3, "f".to_string())]);
 }
 
+/// Tasks with no input held anywhere go where their siblings (the other inputs of a
+/// dependent) are assigned or held, while that worker has a free slot; otherwise the
+/// least loaded worker.
+#[test]
+fn root_tasks_follow_their_siblings() {
+    let config = CoreConfig {
+        max_assigned_per_thread: 3,
+        ..CoreConfig::default()
+    };
+    let mut harness = Harness::with_workers(config, &[(1, 1), (2, 1)]);
+    // Two time steps of two reads each, and what combines each pair.
+    let decisions = harness.submit(
+        1,
+        vec![
+            inc("x0", &[], &[]),
+            inc("y0", &[], &[]),
+            inc("x1", &[], &[]),
+            inc("y1", &[], &[]),
+            inc("hypot0", &["x0", "y0"], &[]),
+            inc("hypot1", &["x1", "y1"], &[]),
+        ],
+        &["hypot0", "hypot1"],
+    );
+    assert_eq!(
+        assigned(&decisions),
+        [
+            (1, "x0".to_string()),
+            (1, "y0".to_string()),
+            (2, "x1".to_string()),
+            (2, "y1".to_string())
+        ],
+        "each pair meets on one worker; the pairs spread"
+    );
+    // A sibling held (not assigned) counts too; a full worker does not.
+    harness.finish(1, "x0", 10);
+    let decisions = harness.submit(
+        1,
+        vec![
+            inc("z0", &[], &[]),
+            inc("z1", &[], &[]),
+            inc("z2", &[], &[]),
+            inc("z3", &[], &[]),
+            inc("all", &["x0", "z0", "z1", "z2", "z3"], &[]),
+        ],
+        &["all"],
+    );
+    assert_eq!(
+        assigned(&decisions),
+        [(1, "z0".to_string()), (1, "z1".to_string()), (2, "z2".to_string())],
+        "worker 1 holds x0 and takes its siblings until its 3 slots (y0 is one) are full; \
+         then the least loaded worker, until every slot is taken"
+    );
+    assert_eq!(harness.status("z3"), Some(TaskStatus::Ready));
+}
+
 /// A worker takes at most `nthreads × max_assigned_per_thread` tasks; the rest wait
 /// in the ready queue, in submission order, until a slot frees or a worker joins.
 #[test]

@@ -11,12 +11,15 @@ use super::consensus::Consensus;
 use super::convert_graph::{signature_to_wire, task_key, task_spec};
 use super::dispatch::Dispatcher;
 use super::error::ServerError;
-use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState};
+use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState, SubmitRefused};
 use crate::graph::{dependency_order, validate_graph, GraphError, KnownKeys, TaskKey, TaskSpec};
 use crate::scheduling::Event;
 
 /// The most tasks one Raft entry carries.
 const MAX_TASKS_PER_BATCH: usize = 10_000;
+/// How many times a graph is submitted when one of its own tasks was forgotten
+/// between two of its batches (`submit_graph`).
+const SUBMIT_ATTEMPTS: u32 = 3;
 /// How long a graph naming an operation no connected worker offers waits for the
 /// registered workers to reconnect (after a leader change) before it is refused.
 const RECONNECT_WAIT: Duration = Duration::from_secs(5);
@@ -78,6 +81,48 @@ fn batches(tasks: Vec<TaskSpec>) -> Vec<Vec<TaskSpec>> {
     batches
 }
 
+impl TaskService {
+    /// Proposes a graph's batches in order, the wanted keys with the last; the last
+    /// log index and how many tasks were new, or the first refusal.
+    async fn propose_batches(
+        &self,
+        client: ClientId,
+        parts: &[Vec<TaskSpec>],
+        wanted: &[TaskKey],
+    ) -> Result<Result<(u64, u64), SubmitRefused>, Status> {
+        let mut log_index = 0;
+        let mut new_tasks = 0;
+        for (at, part) in parts.iter().enumerate() {
+            let command = ControlCommand::SubmitTasks {
+                client,
+                tasks: part.clone(),
+                wanted: if at + 1 == parts.len() {
+                    wanted.to_vec()
+                } else {
+                    Vec::new()
+                },
+            };
+            match self.consensus.propose(&command).await? {
+                ControlOutcome::TasksSubmitted {
+                    log_index: index,
+                    new_tasks: added,
+                } => {
+                    log_index = index;
+                    new_tasks += added;
+                }
+                ControlOutcome::SubmitRefused(refused) => return Ok(Err(refused)),
+                other => {
+                    return Err(ServerError::Unavailable {
+                        reason: format!("submitting a graph returned {other:?}"),
+                    }
+                    .into())
+                }
+            }
+        }
+        Ok(Ok((log_index, new_tasks)))
+    }
+}
+
 #[tonic::async_trait]
 impl Scheduler for TaskService {
     async fn submit_graph(
@@ -123,35 +168,27 @@ impl Scheduler for TaskService {
                 Err(error) => return Err(ServerError::from(error).into()),
             }
         }
-        let ordered = dependency_order(tasks.clone());
-        let mut parts = batches(ordered);
+        let parts = batches(dependency_order(tasks.clone()));
         let count = parts.len();
-        let mut log_index = 0;
-        let mut new_tasks = 0;
-        for (at, part) in parts.drain(..).enumerate() {
-            let wanted_now = if at + 1 == count { wanted.clone() } else { Vec::new() };
-            let command = ControlCommand::SubmitTasks {
-                client,
-                tasks: part,
-                wanted: wanted_now,
-            };
-            match self.consensus.propose(&command).await? {
-                ControlOutcome::TasksSubmitted {
-                    log_index: index,
-                    new_tasks: added,
-                } => {
-                    log_index = index;
-                    new_tasks += added;
+        let mut attempt = 1;
+        let (log_index, new_tasks) = loop {
+            match self.propose_batches(client, &parts, &wanted).await? {
+                Ok(submitted) => break submitted,
+                // A task of this graph that the table held when an earlier batch was
+                // applied (so that batch reused it) was forgotten since: the runtime,
+                // which hears of the graph only once all of it is committed, was
+                // forgetting an earlier graph's copy. Submitting again inserts it anew;
+                // the tasks already added are reused. (Seen: a tree sum submitted
+                // while the previous tree sum, sharing its keys, was being forgotten.)
+                Err(SubmitRefused::MissingDependency { missing, .. })
+                    if attempt < SUBMIT_ATTEMPTS && tasks.iter().any(|task| task.key.as_str() == missing) =>
+                {
+                    tracing::debug!(%missing, attempt, "a task of the graph was forgotten while it was submitted; submitting again");
+                    attempt += 1;
                 }
-                ControlOutcome::SubmitRefused(refused) => return Err(ServerError::from(refused).into()),
-                other => {
-                    return Err(ServerError::Unavailable {
-                        reason: format!("submitting a graph returned {other:?}"),
-                    }
-                    .into())
-                }
+                Err(refused) => return Err(ServerError::from(refused).into()),
             }
-        }
+        };
         tracing::debug!(tasks = tasks.len(), new_tasks, batches = count, "graph submitted");
         self.dispatcher.submitted(client, tasks, wanted);
         Ok(Response::new(pb::SubmitGraphReply {
