@@ -48,6 +48,12 @@ fn init_tracing(default_level: &str) {
         .init();
 }
 
+/// A scheduler's or worker's async runtime threads unless told: half the CPUs, at
+/// least 1 (`--runtime-threads`).
+fn default_runtime_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1))
+}
+
 /// Parses the command line and runs the command; errors are printed, not panicked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,7 +62,17 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     init_tracing(default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    let runtime_threads = match &cli.command {
+        Command::Scheduler(args) => Some(args.runtime_threads),
+        Command::Worker(args) => Some(args.runtime_threads),
+        _ => None,
+    };
+    if let Some(threads) = runtime_threads {
+        builder.worker_threads(threads.unwrap_or_else(default_runtime_threads).max(1));
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

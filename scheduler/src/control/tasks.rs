@@ -6,7 +6,7 @@
 //! tasks here in batches ([`TaskBatch`]), never one Raft round trip per task. A new
 //! leader rebuilds its core from this table; what it finds unrecorded, it recomputes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -136,10 +136,13 @@ impl TaskTable {
         tasks: Vec<TaskSpec>,
         wanted: Vec<TaskKey>,
     ) -> Result<(TableChanges, u64), SubmitRefused> {
-        let mut added: BTreeSet<&TaskKey> = BTreeSet::new();
+        // Most dependencies are earlier in the batch: looked up there first, by hash
+        // (a graph of 114k tasks spent a quarter of its submit in the key comparisons
+        // of ordered lookups, on every replica).
+        let mut added: HashSet<&TaskKey> = HashSet::with_capacity(tasks.len());
         for task in &tasks {
             for dependency in task.dependencies() {
-                if !self.tasks.contains_key(dependency) && !added.contains(dependency) {
+                if !added.contains(dependency) && !self.tasks.contains_key(dependency) {
                     return Err(SubmitRefused::MissingDependency {
                         task: task.key.to_string(),
                         missing: dependency.to_string(),
@@ -159,19 +162,16 @@ impl TaskTable {
         let mut changes = TableChanges::default();
         let mut new_tasks = 0;
         for spec in tasks {
-            if self.tasks.contains_key(&spec.key) {
+            let std::collections::btree_map::Entry::Vacant(slot) = self.tasks.entry(spec.key.clone()) else {
                 continue;
-            }
+            };
             let key = spec.key.clone();
-            self.tasks.insert(
-                key.clone(),
-                TaskRecord {
-                    spec,
-                    outcome: TaskOutcome::Pending,
-                    wanted_by: BTreeSet::new(),
-                    order: self.next_order,
-                },
-            );
+            slot.insert(TaskRecord {
+                spec,
+                outcome: TaskOutcome::Pending,
+                wanted_by: BTreeSet::new(),
+                order: self.next_order,
+            });
             self.next_order += 1;
             new_tasks += 1;
             changes.written.push(key);
