@@ -102,8 +102,8 @@ pub async fn run_with_operations(
     let pressure = tokio::spawn(watch_pressure(store));
     // Spawned, not polled by this function: the caller may be `block_on`'s own future
     // on the main thread, outside the runtime's workers, and every message of the task
-    // stream would then cross threads (a chain of tasks ran 256 → 210 µs per task
-    // once it was spawned, `cairn bench tasks`).
+    // stream would then cross from the thread running its connection to the main
+    // thread and back (with `--runtime-threads 1` that is two threads for one stream).
     let mut link = tokio::spawn(run_link(config, identity, addr, data, executor));
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
