@@ -69,6 +69,9 @@ pub enum SchedulerError {
     },
 }
 
+/// How long open connections may delay a stop after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs one scheduler replica on `listener` until `shutdown` resolves, then stops
 /// Raft cleanly. The listener's address must be the one the peers know it by.
 pub async fn run(
@@ -122,6 +125,19 @@ pub async fn run(
         liveness,
         dispatcher.clone(),
     ));
+    // tonic's graceful shutdown waits for every connection to close, and peers and
+    // workers keep theirs open: after the signal it gets SHUTDOWN_GRACE, then Raft
+    // stops regardless (a stop must not hang on a peer).
+    let (stopping, stop_requested) = tokio::sync::watch::channel(false);
+    let signal_then_grace = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let mut requested = stop_requested;
+    let server_shutdown = async move {
+        let _ = requested.wait_for(|stopping| *stopping).await;
+    };
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(node.transport())
@@ -135,9 +151,15 @@ pub async fn run(
             // for Nagle's algorithm: the builder's `tcp_nodelay` applies only to
             // listeners tonic binds itself, not to one handed in.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+            server_shutdown,
+        );
+    let served = tokio::select! {
+        served = served => served,
+        () = signal_then_grace => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace; stopping anyway");
+            Ok(())
+        }
+    };
     monitor.abort();
     repairs.abort();
     tracing::info!(node = node.node_id, "scheduler stopping");
