@@ -107,12 +107,9 @@ pub struct SchedulerArgs {
     /// (`local-reads`, `ack-before-commit`) that `cairn-jepsen` must catch.
     #[arg(long, hide = true, value_name = "BUG,...")]
     pub unsafe_inject_bug: Option<String>,
-    /// Threads of the async runtime (network, Raft, bookkeeping; not task execution).
-    /// Default: half the CPUs, at least 1. On a 2-core machine that runs 3 schedulers
-    /// and 2 workers, 1 thread each ran a chain of tasks 20 % faster than 2 (fewer
-    /// hand-offs of tasks between threads) and changed no other benchmark beyond noise.
-    #[arg(long)]
-    pub runtime_threads: Option<usize>,
+    /// The async runtime.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// `cairn worker`.
@@ -143,12 +140,9 @@ pub struct WorkerArgs {
     /// Seconds before an uploaded chunk that no dataset ever referred to is deleted.
     #[arg(long, default_value_t = 300)]
     pub orphan_grace_secs: u64,
-    /// Threads of the async runtime (network, Raft, bookkeeping; not task execution).
-    /// Default: half the CPUs, at least 1. On a 2-core machine that runs 3 schedulers
-    /// and 2 workers, 1 thread each ran a chain of tasks 20 % faster than 2 (fewer
-    /// hand-offs of tasks between threads) and changed no other benchmark beyond noise.
-    #[arg(long)]
-    pub runtime_threads: Option<usize>,
+    /// The async runtime.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// `cairn up`.
@@ -172,6 +166,17 @@ pub struct UpArgs {
     /// The first worker port; worker N listens on BASE+N-1 (a free port when busy).
     #[arg(long, default_value_t = 7201)]
     pub worker_base_port: u16,
+}
+
+/// The async runtime of a long-running process (`cairn scheduler`, `cairn worker`).
+#[derive(Debug, Args, Clone)]
+pub struct RuntimeArgs {
+    /// Threads of the async runtime (network, Raft, bookkeeping; not task execution).
+    /// Default: half the CPUs, at least 1. On a 2-core machine that runs 3 schedulers
+    /// and 2 workers, 1 thread each ran a chain of tasks 20 % faster than 2 (fewer
+    /// hand-offs of tasks between threads) and changed no other benchmark beyond noise.
+    #[arg(long)]
+    pub runtime_threads: Option<usize>,
 }
 
 /// How client commands find the cluster.

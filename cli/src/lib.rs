@@ -64,13 +64,13 @@ pub fn main() -> ExitCode {
     init_tracing(default_level);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    let runtime_threads = match &cli.command {
-        Command::Scheduler(args) => Some(args.runtime_threads),
-        Command::Worker(args) => Some(args.runtime_threads),
+    let runtime = match &cli.command {
+        Command::Scheduler(args) => Some(&args.runtime),
+        Command::Worker(args) => Some(&args.runtime),
         _ => None,
     };
-    if let Some(threads) = runtime_threads {
-        builder.worker_threads(threads.unwrap_or_else(default_runtime_threads).max(1));
+    if let Some(runtime) = runtime {
+        builder.worker_threads(runtime.runtime_threads.unwrap_or_else(default_runtime_threads).max(1));
     }
     let runtime = match builder.build() {
         Ok(runtime) => runtime,

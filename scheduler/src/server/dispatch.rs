@@ -332,8 +332,8 @@ async fn run(
         };
         reign.perform(decisions);
         let mut tick = tokio::time::interval(TICK_INTERVAL);
-        let mut recorded = reign_started;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recorded = reign_started;
         loop {
             tokio::select! {
                 input = inputs.recv() => {

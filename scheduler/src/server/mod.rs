@@ -128,15 +128,14 @@ pub async fn run(
     // tonic's graceful shutdown waits for every connection to close, and peers and
     // workers keep theirs open: after the signal it gets SHUTDOWN_GRACE, then Raft
     // stops regardless (a stop must not hang on a peer).
-    let (stopping, stop_requested) = tokio::sync::watch::channel(false);
+    let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
     let signal_then_grace = async move {
         shutdown.await;
         let _ = stopping.send(true);
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    let mut requested = stop_requested;
     let server_shutdown = async move {
-        let _ = requested.wait_for(|stopping| *stopping).await;
+        let _ = stop_requested.wait_for(|stopping| *stopping).await;
     };
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)

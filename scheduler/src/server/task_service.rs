@@ -82,27 +82,13 @@ fn batches(tasks: Vec<TaskSpec>) -> Vec<Vec<TaskSpec>> {
 }
 
 impl TaskService {
-    /// Proposes a graph's batches in order, the wanted keys with the last; the last
-    /// log index and how many tasks were new, or the first refusal.
-    async fn propose_batches(
-        &self,
-        client: ClientId,
-        parts: &[Vec<TaskSpec>],
-        wanted: &[TaskKey],
-    ) -> Result<Result<(u64, u64), SubmitRefused>, Status> {
+    /// Proposes a graph's `SubmitTasks` commands in order; the last log index and how
+    /// many tasks were new, or the first refusal.
+    async fn propose_batches(&self, commands: &[ControlCommand]) -> Result<Result<(u64, u64), SubmitRefused>, Status> {
         let mut log_index = 0;
         let mut new_tasks = 0;
-        for (at, part) in parts.iter().enumerate() {
-            let command = ControlCommand::SubmitTasks {
-                client,
-                tasks: part.clone(),
-                wanted: if at + 1 == parts.len() {
-                    wanted.to_vec()
-                } else {
-                    Vec::new()
-                },
-            };
-            match self.consensus.propose(&command).await? {
+        for command in commands {
+            match self.consensus.propose(command).await? {
                 ControlOutcome::TasksSubmitted {
                     log_index: index,
                     new_tasks: added,
@@ -170,9 +156,19 @@ impl Scheduler for TaskService {
         }
         let parts = batches(dependency_order(tasks.clone()));
         let count = parts.len();
+        // The wanted keys go with the last batch.
+        let commands: Vec<ControlCommand> = parts
+            .into_iter()
+            .enumerate()
+            .map(|(at, part)| ControlCommand::SubmitTasks {
+                client,
+                tasks: part,
+                wanted: if at + 1 == count { wanted.clone() } else { Vec::new() },
+            })
+            .collect();
         let mut attempt = 1;
         let (log_index, new_tasks) = loop {
-            match self.propose_batches(client, &parts, &wanted).await? {
+            match self.propose_batches(&commands).await? {
                 Ok(submitted) => break submitted,
                 // A task of this graph that the table held when an earlier batch was
                 // applied (so that batch reused it) was forgotten since: the runtime,
