@@ -43,16 +43,63 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// assert!(x.key().starts_with("inc-"));
 /// assert_eq!(x.op(), "inc");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Delayed {
     node: Arc<Node>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for Delayed {
+    /// Shows the task's dependencies by key, not nested (a deep graph would overflow
+    /// the stack).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delayed")
+            .field("key", &self.node.key)
+            .field("op", &self.node.op)
+            .field("args", &ArgsByKey(&self.node.args))
+            .finish()
+    }
+}
+
+/// Arguments shown with each task by its key.
+struct ArgsByKey<'a>(&'a [TaskArg]);
+
+impl std::fmt::Debug for ArgsByKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for arg in self.0 {
+            match arg {
+                TaskArg::Task(delayed) => list.entry(&format_args!("Task({:?})", delayed.key())),
+                TaskArg::List(items) => list.entry(&format_args!("List({:?})", ArgsByKey(items))),
+                TaskArg::Literal(_) | TaskArg::Held(_) | TaskArg::Chunk(_) => list.entry(arg),
+            };
+        }
+        list.finish()
+    }
+}
+
 struct Node {
     key: String,
     op: String,
     args: Vec<TaskArg>,
+}
+
+impl Drop for Node {
+    /// Drops the nodes only this one holds one after another, not nested: the default
+    /// drop recurses once per level, and a chain of 100,000 tasks overflowed the stack.
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.args);
+        while let Some(arg) = pending.pop() {
+            match arg {
+                TaskArg::Task(delayed) => {
+                    if let Ok(mut node) = Arc::try_unwrap(delayed.node) {
+                        pending.append(&mut node.args);
+                    }
+                }
+                TaskArg::List(items) => pending.extend(items),
+                TaskArg::Literal(_) | TaskArg::Held(_) | TaskArg::Chunk(_) => {}
+            }
+        }
+    }
 }
 
 /// One argument of a task.
@@ -742,5 +789,32 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{graph_of, Delayed, TaskArg};
+
+    /// A chain deeper than any stack allows recursion for is built, turned into a
+    /// graph and dropped (the drop once overflowed the stack at 100,000).
+    #[test]
+    fn a_chain_of_200_000_tasks_is_built_submitted_and_dropped() {
+        let mut last = Delayed::new("inc", [TaskArg::from(0)]);
+        for _ in 1..200_000 {
+            last = Delayed::new("inc", [TaskArg::list([TaskArg::from(&last)])]);
+        }
+        let shared = last.clone();
+        let shown = format!("{last:?}");
+        assert!(
+            shown.starts_with("Delayed { key: \"inc-") && shown.contains("args: [List([Task(\"inc-"),
+            "{shown}"
+        );
+        let (tasks, held) = graph_of(&[&last]);
+        assert_eq!(tasks.len(), 200_000);
+        assert!(held.is_empty());
+        drop(last);
+        assert_eq!(shared.op(), "inc", "a clone keeps the graph");
+        drop(shared);
     }
 }
