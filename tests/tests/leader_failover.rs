@@ -76,6 +76,50 @@ async fn leader_kill_loses_nothing_and_restarted_node_catches_up() -> anyhow::Re
     Ok(())
 }
 
+/// Opens an HTTP/2 connection to `addr` as a client that then stops answering (a
+/// paused or cut-off process): the preface and SETTINGS are sent, nothing more is
+/// read or written, so a graceful shutdown's PING is never acknowledged.
+fn stalled_http2_connection(addr: &str) -> anyhow::Result<std::net::TcpStream> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")?;
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])?;
+    Ok(stream)
+}
+
+/// A worker and a scheduler each stop on SIGTERM in bounded time while a client that
+/// stopped answering holds a connection to them (tonic's graceful shutdown alone
+/// waits for it forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_and_a_scheduler_stop_on_sigterm_despite_a_stalled_client() -> anyhow::Result<()> {
+    let mut cluster = TestCluster::start_with_workers(3, 1, "256MiB", &[]).await?;
+    let leader = cluster.leader().await?;
+    let follower = (1..=3).find(|id| *id != leader).expect("3 schedulers");
+    let _to_worker = stalled_http2_connection(&cluster.cluster.worker_addr(1)?)?;
+    let _to_follower = stalled_http2_connection(&cluster.cluster.addr(follower)?)?;
+    // Both servers have read the preface before the signal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    phase("SIGTERM the worker: it stops although the stalled client never lets go");
+    let started = Instant::now();
+    // Fails with "did not stop within" if the stop hangs.
+    cluster.cluster.terminate_worker(1, Duration::from_secs(10))?;
+    eprintln!("the worker stopped {:?} after SIGTERM", started.elapsed());
+    assert!(
+        cluster.worker_log(1).contains("worker stopping"),
+        "the worker did not go through its stop: {}",
+        cluster.worker_log(1)
+    );
+
+    phase(&format!("SIGTERM scheduler {follower}, likewise"));
+    let started = Instant::now();
+    cluster.cluster.terminate(follower, Duration::from_secs(10))?;
+    eprintln!("scheduler {follower} stopped {:?} after SIGTERM", started.elapsed());
+    cluster.cluster.stop_all(Duration::from_secs(10))?;
+    Ok(())
+}
+
 /// A leader stops on SIGTERM in bounded time even while workers hold their streams
 /// open to it (tonic's graceful shutdown alone waits for every connection to close),
 /// and the rest of the cluster goes on: a new leader takes writes.

@@ -21,6 +21,9 @@ use crate::tasks::Executor;
 /// How often the worker compares its RSS with the limits.
 const PRESSURE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long open connections may delay a stop after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Chunk uploads a worker receives at once (others wait, unread).
 const UPLOADS_AT_ONCE: usize = 2;
 
@@ -105,6 +108,15 @@ pub async fn run_with_operations(
     // stream would then cross from the thread running its connection to the main
     // thread and back (with `--runtime-threads 1` that is two threads for one stream).
     let mut link = tokio::spawn(run_link(config, identity, addr, data, executor));
+    // tonic's graceful shutdown waits for every connection to close, and a client that
+    // stopped answering (paused, cut off, blocked) never closes its own: after the
+    // signal, connections get SHUTDOWN_GRACE, then the worker stops regardless.
+    let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
+    let signal_then_grace = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Uploads and copies stream whole chunks in: the same windows as the client's.
@@ -117,7 +129,9 @@ pub async fn run_with_operations(
             // for Nagle's algorithm: the builder's `tcp_nodelay` applies only to
             // listeners tonic binds itself, not to one handed in.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
+            async move {
+                let _ = stop_requested.wait_for(|stopping| *stopping).await;
+            },
         );
     let result = tokio::select! {
         served = served => served.map_err(|source| WorkerError::Serve { source }),
@@ -127,6 +141,10 @@ pub async fn run_with_operations(
                 reason: format!("the cluster link's task ended abnormally: {error}"),
             }),
         },
+        () = signal_then_grace => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the shutdown grace; stopping anyway");
+            Ok(())
+        }
     };
     link.abort();
     pressure.abort();
