@@ -17,6 +17,8 @@ pub(crate) struct Builtin {
     pub variadic: bool,
     /// The operation itself.
     pub run: fn(&Args<'_>, &OpContext) -> Result<RecordBatch, OpError>,
+    /// See [`Operation::is_light`].
+    pub light: bool,
 }
 
 impl Builtin {
@@ -31,6 +33,7 @@ impl Builtin {
             params,
             variadic: false,
             run,
+            light: false,
         }
     }
 
@@ -45,7 +48,13 @@ impl Builtin {
             params,
             variadic: true,
             run,
+            light: false,
         }
+    }
+
+    /// Marks the built-in light (see [`Operation::is_light`]).
+    pub fn light(self) -> Builtin {
+        Builtin { light: true, ..self }
     }
 }
 
@@ -66,6 +75,10 @@ impl Operation for Builtin {
             },
             context,
         )
+    }
+
+    fn is_light(&self) -> bool {
+        self.light
     }
 }
 

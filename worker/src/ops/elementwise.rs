@@ -20,12 +20,14 @@ pub(crate) fn builtins() -> Vec<Builtin> {
             "filter",
             vec![required("x", ParamKind::Data), required("predicate", ParamKind::Str)],
             filter,
-        ),
+        )
+        .light(),
         Builtin::new(
             "with_columns",
             vec![required("x", ParamKind::Data), required("exprs", ParamKind::Str)],
             with_columns,
-        ),
+        )
+        .light(),
         Builtin::new(
             "binary",
             vec![
@@ -34,7 +36,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 required("op", ParamKind::Str),
             ],
             binary,
-        ),
+        )
+        .light(),
         Builtin::new(
             "binary_scalar",
             vec![
@@ -43,7 +46,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 required("op", ParamKind::Str),
             ],
             binary_scalar,
-        ),
+        )
+        .light(),
     ]
 }
 

@@ -37,7 +37,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 optional("name", ParamKind::Str),
             ],
             grid_binary,
-        ),
+        )
+        .light(),
         Builtin::new(
             "grid_map",
             vec![
@@ -47,7 +48,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 optional("name", ParamKind::Str),
             ],
             grid_map,
-        ),
+        )
+        .light(),
         Builtin::new(
             "grid_sel",
             vec![
@@ -57,7 +59,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 required("hi", ParamKind::Number),
             ],
             grid_sel,
-        ),
+        )
+        .light(),
     ]
 }
 

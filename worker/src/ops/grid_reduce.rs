@@ -59,8 +59,9 @@ pub(crate) fn builtins() -> Vec<Builtin> {
             "grid_partial",
             vec![required("x", ParamKind::Data), optional("stats", ParamKind::Str)],
             grid_partial,
-        ),
-        Builtin::variadic("grid_combine", vec![required("parts", ParamKind::Data)], grid_combine),
+        )
+        .light(),
+        Builtin::variadic("grid_combine", vec![required("parts", ParamKind::Data)], grid_combine).light(),
         Builtin::new(
             "grid_finalize",
             vec![
@@ -69,7 +70,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 optional("ddof", ParamKind::Int),
             ],
             grid_finalize,
-        ),
+        )
+        .light(),
     ]
 }
 

@@ -300,4 +300,13 @@ pub trait Operation: Send + Sync + 'static {
     /// Runs the operation on resolved arguments (already checked against the
     /// signature when called through [`OpRegistry::run`]).
     fn run(&self, args: Vec<OpValue>, context: &OpContext) -> Result<RecordBatch, OpError>;
+
+    /// Whether the operation only computes on its arguments (no file, network or
+    /// waiting) in time about proportional to their size. A worker runs such an
+    /// operation on small inputs already in its memory on the thread that received the
+    /// assignment: handing it to a task thread and its report back would cost more
+    /// than the work. `false` unless the operation says so.
+    fn is_light(&self) -> bool {
+        false
+    }
 }

@@ -18,7 +18,7 @@ const SLEEP_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 pub(crate) fn builtins() -> Vec<Builtin> {
     vec![
-        Builtin::new("inc", vec![required("x", ParamKind::IntOrData)], inc),
+        Builtin::new("inc", vec![required("x", ParamKind::IntOrData)], inc).light(),
         Builtin::new(
             "sleep",
             vec![required("x", ParamKind::Any), required("ms", ParamKind::Int)],

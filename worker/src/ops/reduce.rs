@@ -44,16 +44,17 @@ const STATE_SUFFIXES: [&str; 6] = ["count", "sum", "mean", "m2", "min", "max"];
 pub(crate) fn builtins() -> Vec<Builtin> {
     let parts = || vec![required("parts", ParamKind::Data)];
     vec![
-        Builtin::variadic("sum", parts(), sum),
-        Builtin::variadic("count", parts(), count),
-        Builtin::variadic("min", parts(), min),
-        Builtin::variadic("max", parts(), max),
+        Builtin::variadic("sum", parts(), sum).light(),
+        Builtin::variadic("count", parts(), count).light(),
+        Builtin::variadic("min", parts(), min).light(),
+        Builtin::variadic("max", parts(), max).light(),
         Builtin::new(
             "agg_partial",
             vec![required("x", ParamKind::Data), optional("columns", ParamKind::Str)],
             agg_partial,
-        ),
-        Builtin::variadic("agg_combine", parts(), agg_combine),
+        )
+        .light(),
+        Builtin::variadic("agg_combine", parts(), agg_combine).light(),
         Builtin::new(
             "agg_finalize",
             vec![
@@ -62,7 +63,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 optional("ddof", ParamKind::Int),
             ],
             agg_finalize,
-        ),
+        )
+        .light(),
     ]
 }
 

@@ -124,6 +124,16 @@ impl OpRegistry {
         self.operations.get(name).cloned()
     }
 
+    /// Whether the operation called `name` is light (see [`Operation::is_light`]).
+    ///
+    /// ```
+    /// let registry = cairn_worker::ops::OpRegistry::builtins();
+    /// assert!(registry.is_light("inc") && !registry.is_light("read_csv") && !registry.is_light("no_such_op"));
+    /// ```
+    pub fn is_light(&self, name: &str) -> bool {
+        self.operations.get(name).is_some_and(|operation| operation.is_light())
+    }
+
     /// Every operation's signature, sorted by name: what a worker advertises.
     ///
     /// ```

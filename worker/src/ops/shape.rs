@@ -18,13 +18,15 @@ pub(crate) fn builtins() -> Vec<Builtin> {
             "select",
             vec![required("x", ParamKind::Data), required("columns", ParamKind::Str)],
             select,
-        ),
-        Builtin::variadic("concat", vec![required("parts", ParamKind::Data)], concat),
+        )
+        .light(),
+        Builtin::variadic("concat", vec![required("parts", ParamKind::Data)], concat).light(),
         Builtin::new(
             "head",
             vec![required("x", ParamKind::Data), required("n", ParamKind::Int)],
             head,
-        ),
+        )
+        .light(),
         Builtin::new(
             "slice",
             vec![
@@ -33,7 +35,8 @@ pub(crate) fn builtins() -> Vec<Builtin> {
                 required("length", ParamKind::Int),
             ],
             slice,
-        ),
+        )
+        .light(),
     ]
 }
 

@@ -181,6 +181,22 @@ impl ChunkStore {
         Err(StoreError::Busy { key: key.clone() })
     }
 
+    /// The chunk's batch if it is in memory now (a use, as for [`ChunkStore::get`]); `None` when
+    /// it is absent or only on disk. Never reads a file.
+    pub fn get_if_in_memory(&self, key: &ChunkKey) -> Option<RecordBatch> {
+        match self.lock_state().lookup_for_read(key) {
+            ReadLookup::InMemory(batch) => Some(batch),
+            ReadLookup::Absent | ReadLookup::OnDisk { .. } => None,
+        }
+    }
+
+    /// Whether a chunk of `bytes` would be stored now without waiting or writing a file: the
+    /// store is not paused and managed memory would stay within the spill target.
+    pub fn has_room_for(&self, bytes: u64) -> bool {
+        let state = self.lock_state();
+        state.pause_reason().is_none() && state.managed_bytes().saturating_add(bytes) <= self.target_bytes()
+    }
+
     /// Whether the store holds the chunk (in memory or on disk).
     pub fn contains(&self, key: &ChunkKey) -> bool {
         self.lock_state().generation_of(key).is_some()
