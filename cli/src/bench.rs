@@ -211,7 +211,7 @@ async fn publish(
         ms(summary.p99),
         ms(summary.max)
     );
-    bench.cluster.stop_all(Duration::from_secs(10))?;
+    bench.cluster.stop_all_async(Duration::from_secs(10)).await?;
     Ok(())
 }
 
@@ -238,7 +238,7 @@ async fn get(requests: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     );
     record("cairn", "get_p50_ms", millis(summary.p50), "ms");
     record("cairn", "get_p99_ms", millis(summary.p99), "ms");
-    bench.cluster.stop_all(Duration::from_secs(10))?;
+    bench.cluster.stop_all_async(Duration::from_secs(10)).await?;
     Ok(())
 }
 
@@ -314,6 +314,6 @@ async fn failover(trials: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     );
     record("cairn", "failover_p50_ms", millis(summary.p50), "ms");
     record("cairn", "failover_p99_ms", millis(summary.p99), "ms");
-    bench.cluster.stop_all(Duration::from_secs(10))?;
+    bench.cluster.stop_all_async(Duration::from_secs(10)).await?;
     Ok(())
 }

@@ -235,7 +235,7 @@ pub async fn run(gib: f64, memory_limit: &str, csv_mib: u64) -> anyhow::Result<(
         total_bytes as f64 / (1u64 << 30) as f64
     );
     crate::bench_figures::record("cairn", "spill_peak_rss_over_limit", peak as f64 / limit as f64, "x");
-    cluster.stop_all(Duration::from_secs(10))?;
+    cluster.stop_all_async(Duration::from_secs(10)).await?;
     Ok(())
 }
 

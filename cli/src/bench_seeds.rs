@@ -188,7 +188,7 @@ pub async fn run(options: SeedsBenchOptions) -> anyhow::Result<()> {
     let mut cluster = LocalCluster::new(std::env::current_exe()?, file, dir.path().join("logs"), Vec::new());
     cluster.set_worker_args(vec!["--nthreads".to_string(), options.threads.to_string()]);
     let measured = measure_cairn(&mut cluster, &options, &examples, &out).await;
-    let stopped = cluster.stop_all(Duration::from_secs(10));
+    let stopped = cluster.stop_all_async(Duration::from_secs(10)).await;
     let (wind, regrid) = match measured {
         Ok(figures) => figures,
         Err(error) => {

@@ -401,7 +401,7 @@ pub async fn run(options: TasksBenchOptions) -> anyhow::Result<()> {
     cluster.set_worker_args(vec!["--nthreads".to_string(), options.threads.to_string()]);
 
     let measured = measure_cairn(&mut cluster, &options).await;
-    let stopped = cluster.stop_all(Duration::from_secs(10));
+    let stopped = cluster.stop_all_async(Duration::from_secs(10)).await;
     let cairn = match measured {
         Ok(figures) => figures,
         Err(error) => {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -385,22 +385,44 @@ impl LocalCluster {
     /// SIGTERM every worker, then every scheduler, and wait for them.
     pub fn stop_all(&mut self, grace: Duration) -> anyhow::Result<()> {
         let mut first_error = None;
-        let workers: Vec<u64> = self.worker_children.keys().copied().collect();
-        for index in workers {
-            if let Err(error) = self.terminate_worker(index, grace) {
+        for (child, what) in self.take_all_in_stop_order() {
+            if let Err(error) = terminate_child(child, &what, grace) {
                 first_error.get_or_insert(error);
             }
         }
-        let ids: Vec<u64> = self.children.keys().copied().collect();
-        for id in ids {
-            if let Err(error) = self.terminate(id, grace) {
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// [`LocalCluster::stop_all`] for async callers: waits without blocking the thread,
+    /// so the caller's own connections to the cluster are still served while the
+    /// processes stop. On a current-thread runtime a blocked thread leaves them
+    /// unanswered, and each graceful stop then waits out its grace for them.
+    pub async fn stop_all_async(&mut self, grace: Duration) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for (child, what) in self.take_all_in_stop_order() {
+            let mut stopping = Stopping::begin(child, what, grace);
+            let stopped = loop {
+                if let Some(stopped) = stopping.poll() {
+                    break stopped;
+                }
+                tokio::time::sleep(STOP_POLL).await;
+            };
+            if let Err(error) = stopped {
                 first_error.get_or_insert(error);
             }
         }
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Every process, workers first, with what to call it.
+    fn take_all_in_stop_order(&mut self) -> Vec<(Child, String)> {
+        let workers = std::mem::take(&mut self.worker_children)
+            .into_iter()
+            .map(|(index, child)| (child, format!("worker {index}")));
+        let schedulers = std::mem::take(&mut self.children)
+            .into_iter()
+            .map(|(id, child)| (child, format!("scheduler {id}")));
+        workers.chain(schedulers).collect()
     }
 
     /// The address of scheduler `id`.
@@ -466,22 +488,55 @@ fn spawn_logged(mut command: Command, log_path: &Path, binary: &Path) -> anyhow:
 }
 
 /// SIGTERM a child and wait for it to exit (SIGKILL after `grace`).
-fn terminate_child(mut child: Child, what: &str, grace: Duration) -> anyhow::Result<()> {
-    let pid = Pid::from_raw(child.id() as i32);
-    // A paused process cannot handle SIGTERM.
-    let _ = kill(pid, Signal::SIGCONT);
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
+fn terminate_child(child: Child, what: &str, grace: Duration) -> anyhow::Result<()> {
+    let mut stopping = Stopping::begin(child, what.to_string(), grace);
     loop {
-        if child.try_wait()?.is_some() {
-            return Ok(());
+        if let Some(stopped) = stopping.poll() {
+            return stopped;
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            child.wait()?;
-            bail!("{what} did not stop within {grace:?}; killed it");
+        std::thread::sleep(STOP_POLL);
+    }
+}
+
+/// How often a stopping process is looked at.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// A process sent SIGTERM, killed if it outlives its grace.
+struct Stopping {
+    child: Child,
+    what: String,
+    grace: Duration,
+    deadline: Instant,
+}
+
+impl Stopping {
+    fn begin(child: Child, what: String, grace: Duration) -> Stopping {
+        let pid = Pid::from_raw(child.id() as i32);
+        // A paused process cannot handle SIGTERM.
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = kill(pid, Signal::SIGTERM);
+        Stopping {
+            child,
+            what,
+            grace,
+            deadline: Instant::now() + grace,
         }
-        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    /// `Some` once the process is gone: an error if it had to be killed.
+    fn poll(&mut self) -> Option<anyhow::Result<()>> {
+        match self.child.try_wait() {
+            Err(error) => Some(Err(error.into())),
+            Ok(Some(_status)) => Some(Ok(())),
+            Ok(None) if Instant::now() < self.deadline => None,
+            Ok(None) => {
+                let _ = self.child.kill();
+                Some(match self.child.wait() {
+                    Err(error) => Err(error.into()),
+                    Ok(_status) => Err(anyhow!("{} did not stop within {:?}; killed it", self.what, self.grace)),
+                })
+            }
+        }
     }
 }
 

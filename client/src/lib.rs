@@ -19,6 +19,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A program that makes one call at a time answers sooner on a current-thread
+//! runtime (`#[tokio::main(flavor = "current_thread")]`): the call and its connection
+//! then run on one thread instead of handing each other across two. `cairn bench`
+//! measured a linearizable get at p50 0.45–0.49 ms this way, 0.50–0.56 ms on the
+//! default multi-thread runtime. Many calls at once, or large uploads and streams,
+//! may use the threads.
+//!
 //! # Layout
 //!
 //! - `client.rs`: [`Client`]: connections, leader following, retries, every call.
