@@ -400,14 +400,7 @@ impl LocalCluster {
     pub async fn stop_all_async(&mut self, grace: Duration) -> anyhow::Result<()> {
         let mut first_error = None;
         for (child, what) in self.take_all_in_stop_order() {
-            let mut stopping = Stopping::begin(child, what, grace);
-            let stopped = loop {
-                if let Some(stopped) = stopping.poll() {
-                    break stopped;
-                }
-                tokio::time::sleep(STOP_POLL).await;
-            };
-            if let Err(error) = stopped {
+            if let Err(error) = Stopping::begin(child, what, grace).wait_async().await {
                 first_error.get_or_insert(error);
             }
         }
@@ -489,13 +482,7 @@ fn spawn_logged(mut command: Command, log_path: &Path, binary: &Path) -> anyhow:
 
 /// SIGTERM a child and wait for it to exit (SIGKILL after `grace`).
 fn terminate_child(child: Child, what: &str, grace: Duration) -> anyhow::Result<()> {
-    let mut stopping = Stopping::begin(child, what.to_string(), grace);
-    loop {
-        if let Some(stopped) = stopping.poll() {
-            return stopped;
-        }
-        std::thread::sleep(STOP_POLL);
-    }
+    Stopping::begin(child, what.to_string(), grace).wait()
 }
 
 /// How often a stopping process is looked at.
@@ -520,6 +507,27 @@ impl Stopping {
             what,
             grace,
             deadline: Instant::now() + grace,
+        }
+    }
+
+    /// Waits, blocking the thread, until the process is gone: an error if it had to
+    /// be killed.
+    fn wait(mut self) -> anyhow::Result<()> {
+        loop {
+            if let Some(stopped) = self.poll() {
+                return stopped;
+            }
+            std::thread::sleep(STOP_POLL);
+        }
+    }
+
+    /// [`Stopping::wait`] without blocking the thread.
+    async fn wait_async(mut self) -> anyhow::Result<()> {
+        loop {
+            if let Some(stopped) = self.poll() {
+                return stopped;
+            }
+            tokio::time::sleep(STOP_POLL).await;
         }
     }
 

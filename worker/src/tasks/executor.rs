@@ -262,26 +262,29 @@ fn perform(inner: &Arc<Inner>, instructions: Vec<Instruction>, place: Place) {
 /// now, if `place` allows and it is light and small), else after fetching the others
 /// from peers (asynchronously, so no thread waits on the network).
 fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBool>, place: Place) {
-    let remote: Vec<pb::InputLocation> = assignment
-        .inputs
-        .iter()
-        .filter(|input| ChunkKey::parse(&input.key).is_ok_and(|key| !inner.store.contains(&key)))
-        .cloned()
-        .collect();
     let mut job = Job {
         assignment,
         cancelled,
         fetched: HashMap::new(),
         fetch_error: None,
     };
-    if remote.is_empty() {
-        if place == Place::HereIfLight {
-            if let Some(inputs) = small_inputs_in_memory(inner, &job) {
-                job.fetched = inputs;
-                run_here(inner, job);
-                return;
-            }
+    // Looked at first: it reads each input from the store once, so a light task's
+    // inputs are not looked up a second time below.
+    if place == Place::HereIfLight {
+        if let Some(inputs) = small_inputs_in_memory(inner, &job) {
+            job.fetched = inputs;
+            run_here(inner, job);
+            return;
         }
+    }
+    let remote: Vec<pb::InputLocation> = job
+        .assignment
+        .inputs
+        .iter()
+        .filter(|input| ChunkKey::parse(&input.key).is_ok_and(|key| !inner.store.contains(&key)))
+        .cloned()
+        .collect();
+    if remote.is_empty() {
         enqueue(inner, job);
         return;
     }
