@@ -332,7 +332,16 @@ fn starting(node_id: NodeId) -> Status {
 
 #[tonic::async_trait]
 impl RaftTransport for FreshResponder {
+    type AppendEntriesStreamStream = futures::stream::Empty<Result<RaftMessage, Status>>;
+
     async fn append_entries(&self, _request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        Err(starting(self.node_id))
+    }
+
+    async fn append_entries_stream(
+        &self,
+        _request: Request<tonic::Streaming<RaftMessage>>,
+    ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
         Err(starting(self.node_id))
     }
 
@@ -375,7 +384,16 @@ mod tests {
 
     #[tonic::async_trait]
     impl RaftTransport for Peer {
+        type AppendEntriesStreamStream = futures::stream::Empty<Result<RaftMessage, Status>>;
+
         async fn append_entries(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("test peer"))
+        }
+
+        async fn append_entries_stream(
+            &self,
+            _: Request<tonic::Streaming<RaftMessage>>,
+        ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
             Err(Status::unimplemented("test peer"))
         }
 

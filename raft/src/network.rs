@@ -4,16 +4,26 @@
 //! also carries the cluster id. Transport failures map to `Unreachable` (openraft
 //! backs off) or `Timeout`; a `RaftError` from the peer comes back as `RemoteError`.
 //!
+//! AppendEntries (replication and heartbeats, the hot path) go over long-lived
+//! `AppendEntriesStream` streams, kept per peer in a small pool: a request takes an
+//! idle stream (or opens one with the request as its first message), waits for the
+//! reply, and puts the stream back. One request at a time per stream, so replies
+//! need no ids. A request openraft gives up on is still answered: its stream is
+//! drained by a task of its own and then pooled again. Votes, snapshots and
+//! pre-votes are rare and stay unary calls.
+//!
 //! The first reply of each peer is recorded durably ([`KnownPeers`]) before openraft
 //! sees it, and every vote request is reported to the election timer ([`Campaigns`]).
 
 use std::collections::HashMap;
 use std::error::Error;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cairn_proto::v1::raft_transport_client::RaftTransportClient;
 use cairn_proto::v1::RaftMessage;
+use futures::FutureExt;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -23,6 +33,7 @@ use openraft::raft::{
 use openraft::RPCTypes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
@@ -40,6 +51,54 @@ const DETACHED_LIMIT: Duration = Duration::from_secs(2);
 
 /// A peer's gRPC client, shared by every connection openraft asks for.
 type SharedClient = Result<RaftTransportClient<Channel>, String>;
+
+/// At most this many idle AppendEntries streams are kept per peer (openraft has one
+/// replication stream per peer, plus a heartbeat round now and then).
+const MAX_IDLE_STREAMS: usize = 4;
+
+/// A peer's channel and the AppendEntries streams open on it that nobody is using.
+struct PeerLink {
+    /// Tells this link's streams from those of a connection that replaced it.
+    id: u64,
+    client: SharedClient,
+    idle: Vec<AppendStream>,
+}
+
+/// One open `AppendEntriesStream`: a request goes in, its reply comes out.
+struct AppendStream {
+    requests: mpsc::Sender<RaftMessage>,
+    replies: tonic::Streaming<RaftMessage>,
+}
+
+impl AppendStream {
+    /// Opens a stream to `client` with `first` as its first request (sent with the
+    /// stream's headers).
+    async fn open(mut client: RaftTransportClient<Channel>, first: RaftMessage) -> Result<AppendStream, tonic::Status> {
+        let (requests, queue) = mpsc::channel(1);
+        requests
+            .try_send(first)
+            .map_err(|_| tonic::Status::internal("a new AppendEntries stream refused its first request"))?;
+        let replies = client
+            .append_entries_stream(tokio_stream::wrappers::ReceiverStream::new(queue))
+            .await?
+            .into_inner();
+        Ok(AppendStream { requests, replies })
+    }
+
+    /// Whether the stream still looks usable: its peer has not ended it, and there
+    /// is no reply that nobody asked for.
+    fn is_open(&mut self) -> bool {
+        !self.requests.is_closed() && self.replies.message().now_or_never().is_none()
+    }
+
+    /// The next reply, or why there is none.
+    async fn reply(&mut self) -> Result<RaftMessage, tonic::Status> {
+        match self.replies.message().await? {
+            Some(reply) => Ok(reply),
+            None => Err(tonic::Status::unavailable("the peer ended the AppendEntries stream")),
+        }
+    }
+}
 
 /// A peer whose requests fail or time out and that has not answered for this long gets
 /// a new connection (at most once per this long). After a partition that dropped
@@ -76,9 +135,12 @@ pub struct Network {
     local_id: NodeId,
     /// The cluster every message is stamped with.
     identity: ClusterIdentity,
-    /// One HTTP/2 channel per peer address. openraft asks for a new client for every
-    /// ReadIndex round; reusing the channel saves a TCP and HTTP/2 handshake each time.
-    clients: Arc<Mutex<HashMap<(NodeId, String), SharedClient>>>,
+    /// One HTTP/2 channel per peer address, with its idle AppendEntries streams.
+    /// openraft asks for a new client for every ReadIndex round; reusing the channel
+    /// and its streams saves a TCP and HTTP/2 handshake, or a new stream, each time.
+    clients: Arc<Mutex<HashMap<(NodeId, String), PeerLink>>>,
+    /// The id of the next [`PeerLink`].
+    links: Arc<AtomicU64>,
     /// The peers that have answered (recorded before openraft sees their reply).
     peers: KnownPeers,
     /// This replica's campaigns, for the election timer.
@@ -94,6 +156,7 @@ impl Network {
             local_id,
             identity,
             clients: Arc::new(Mutex::new(HashMap::new())),
+            links: Arc::new(AtomicU64::new(0)),
             peers,
             campaigns,
             health: Arc::new(Mutex::new(HashMap::new())),
@@ -128,22 +191,130 @@ impl Network {
             }
         }
         tracing::debug!(peer = target, %addr, "no answer for a while: opening a new connection");
-        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clients.remove(&(target, addr.to_string()));
+        self.links().remove(&(target, addr.to_string()));
+    }
+
+    fn links(&self) -> MutexGuard<'_, HashMap<(NodeId, String), PeerLink>> {
+        self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The link to `target` at `addr`, made (connecting lazily) if there is none.
+    fn link<'a>(
+        &self,
+        links: &'a mut HashMap<(NodeId, String), PeerLink>,
+        target: NodeId,
+        addr: &str,
+    ) -> &'a mut PeerLink {
+        links.entry((target, addr.to_string())).or_insert_with(|| PeerLink {
+            id: self.links.fetch_add(1, Ordering::Relaxed),
+            client: lazy_channel(addr).map(|channel| {
+                RaftTransportClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            }),
+            idle: Vec::new(),
+        })
     }
 
     pub(crate) fn client_for(&self, target: NodeId, addr: &str) -> SharedClient {
-        let mut clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clients
-            .entry((target, addr.to_string()))
-            .or_insert_with(|| {
-                lazy_channel(addr).map(|channel| {
-                    RaftTransportClient::new(channel)
-                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-                })
-            })
-            .clone()
+        let mut links = self.links();
+        self.link(&mut links, target, addr).client.clone()
+    }
+
+    /// An idle AppendEntries stream to `target` that still looks open, if there is
+    /// one; else the client to open one with. Either way, the id of their link.
+    fn take_stream(&self, target: NodeId, addr: &str) -> (u64, Result<AppendStream, SharedClient>) {
+        let mut links = self.links();
+        let link = self.link(&mut links, target, addr);
+        while let Some(mut stream) = link.idle.pop() {
+            if stream.is_open() {
+                return (link.id, Ok(stream));
+            }
+        }
+        (link.id, Err(link.client.clone()))
+    }
+
+    /// Pools `stream` again, unless its link was replaced meanwhile or the pool is full.
+    fn put_back(&self, target: NodeId, addr: &str, link: u64, stream: AppendStream) {
+        let mut links = self.links();
+        if let Some(current) = links.get_mut(&(target, addr.to_string())) {
+            if current.id == link && current.idle.len() < MAX_IDLE_STREAMS {
+                current.idle.push(stream);
+            }
+        }
+    }
+
+    /// Sends one AppendEntries `message` to `target` on a pooled or new stream and
+    /// waits for its reply.
+    async fn append_entries(
+        &self,
+        target: NodeId,
+        addr: &str,
+        message: RaftMessage,
+    ) -> Result<RaftMessage, tonic::Status> {
+        let (link, taken) = self.take_stream(target, addr);
+        let stream = match taken {
+            Ok(stream) => match stream.requests.try_send(message) {
+                Ok(()) => stream,
+                // The stream ended after the look, and the request did not leave.
+                Err(refused) => {
+                    let client = self.client_for(target, addr).map_err(tonic::Status::unavailable)?;
+                    AppendStream::open(client, refused.into_inner()).await?
+                }
+            },
+            Err(client) => AppendStream::open(client.map_err(tonic::Status::unavailable)?, message).await?,
+        };
+        let mut flight = InFlight {
+            network: self.clone(),
+            target,
+            addr: addr.to_string(),
+            link,
+            stream: Some(stream),
+        };
+        flight.finish().await
+    }
+}
+
+/// An AppendEntries sent on `stream` and not yet answered. Dropped before its reply
+/// (openraft stopped waiting), it leaves a task that waits for the reply (at most
+/// [`DETACHED_LIMIT`]) and pools the stream again.
+struct InFlight {
+    network: Network,
+    target: NodeId,
+    addr: String,
+    link: u64,
+    stream: Option<AppendStream>,
+}
+
+impl InFlight {
+    async fn finish(&mut self) -> Result<RaftMessage, tonic::Status> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(tonic::Status::internal("an AppendEntries was finished twice"));
+        };
+        let reply = stream.reply().await;
+        let stream = self.stream.take();
+        if let (Ok(_), Some(stream)) = (&reply, stream) {
+            self.network.put_back(self.target, &self.addr, self.link, stream);
+        }
+        reply
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let network = self.network.clone();
+        let (target, addr, link) = (self.target, std::mem::take(&mut self.addr), self.link);
+        runtime.spawn(async move {
+            if let Ok(Ok(_)) = tokio::time::timeout(DETACHED_LIMIT, stream.reply()).await {
+                network.put_back(target, &addr, link, stream);
+            }
+        });
     }
 }
 
@@ -247,16 +418,6 @@ impl PeerConnection {
         Reply: DeserializeOwned,
         E: Error + DeserializeOwned,
     {
-        // Looked up for every request: a connection replaced after a silence (see
-        // `STALE_AFTER`) serves the requests of a replication stream opened before.
-        let client = match &self.network.client_for(self.target, &self.addr) {
-            Ok(client) => client.clone(),
-            Err(message) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&TransportError {
-                    message: message.clone(),
-                })))
-            }
-        };
         let payload =
             codec::encode("raft request", request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
         let message = RaftMessage {
@@ -267,30 +428,25 @@ impl PeerConnection {
         // No `grpc-timeout` on the request: tonic would enforce it on this side as
         // `Cancelled`, which reads as "unreachable" and makes openraft back off from a
         // peer that is only slow, leaving it without heartbeats (and soon electing).
-        let grpc_request = tonic::Request::new(message);
-        let mut client = client;
-        let call = async move {
-            match rpc {
-                RPCTypes::AppendEntries => client.append_entries(grpc_request).await,
-                RPCTypes::Vote => client.vote(grpc_request).await,
-                RPCTypes::InstallSnapshot => client.install_snapshot(grpc_request).await,
-            }
-        };
-        // openraft gives an AppendEntries (heartbeats included) one heartbeat interval
-        // and then drops this future. On a starved machine the request may not even
-        // have left by then; sent from its own task, it still reaches the follower
-        // (which then keeps following) even when the answer comes too late to count.
+        let network = self.network.clone();
+        let (target, addr) = (self.target, self.addr.clone());
         let call = async move {
             if rpc == RPCTypes::AppendEntries {
-                let detached = tokio::spawn(tokio::time::timeout(DETACHED_LIMIT, call));
-                match detached.await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_elapsed)) => Err(tonic::Status::deadline_exceeded("no answer")),
-                    Err(join_error) => Err(tonic::Status::internal(join_error.to_string())),
-                }
-            } else {
-                call.await
+                // openraft gives an AppendEntries (heartbeats included) one heartbeat
+                // interval and then drops this future; once sent, it still reaches the
+                // follower (which then keeps following) even when the answer comes
+                // too late to count (see `InFlight`).
+                return network.append_entries(target, &addr, message).await;
             }
+            // Looked up for every request: a connection replaced after a silence (see
+            // `STALE_AFTER`) serves the requests of a replication stream opened before.
+            let mut client = network.client_for(target, &addr).map_err(tonic::Status::unavailable)?;
+            let grpc_request = tonic::Request::new(message);
+            let response = match rpc {
+                RPCTypes::Vote => client.vote(grpc_request).await,
+                _ => client.install_snapshot(grpc_request).await,
+            };
+            response.map(tonic::Response::into_inner)
         };
         let response = match tokio::time::timeout(timeout, call).await {
             Err(_elapsed) => {
@@ -326,7 +482,7 @@ impl PeerConnection {
             }
             Ok(Ok(response)) => {
                 self.network.answered(self.target);
-                response.into_inner()
+                response
             }
         };
         let reply: Result<Reply, RaftError<NodeId, E>> = codec::decode("raft reply", &response.payload)
@@ -407,6 +563,161 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+
+    use cairn_proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
+    use cairn_proto::v1::{BootstrapProbe, BootstrapProbeReply};
+    use tonic::{Request, Response, Status};
+
+    /// A peer that echoes AppendEntries payloads on streams and counts what it saw.
+    /// Payload `slow` is answered after 300 ms; payload `end` ends its stream after
+    /// the reply.
+    #[derive(Clone, Default)]
+    struct EchoPeer {
+        streams_opened: Arc<AtomicU64>,
+        requests_seen: Arc<AtomicU64>,
+    }
+
+    type Replies = Pin<Box<dyn futures::Stream<Item = Result<RaftMessage, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl RaftTransport for EchoPeer {
+        type AppendEntriesStreamStream = Replies;
+
+        async fn append_entries_stream(
+            &self,
+            request: Request<tonic::Streaming<RaftMessage>>,
+        ) -> Result<Response<Replies>, Status> {
+            self.streams_opened.fetch_add(1, Ordering::SeqCst);
+            let seen = Arc::clone(&self.requests_seen);
+            let replies = futures::stream::unfold(Some(request.into_inner()), move |requests| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let mut requests = requests?;
+                    let message = requests.message().await.ok()??;
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if message.payload == b"slow" {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    let next = if message.payload == b"end" {
+                        None
+                    } else {
+                        Some(requests)
+                    };
+                    Some((Ok(message), next))
+                }
+            });
+            Ok(Response::new(Box::pin(replies)))
+        }
+
+        async fn append_entries(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("echo peer"))
+        }
+
+        async fn vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("echo peer"))
+        }
+
+        async fn install_snapshot(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("echo peer"))
+        }
+
+        async fn pre_vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("echo peer"))
+        }
+
+        async fn probe_bootstrap(&self, _: Request<BootstrapProbe>) -> Result<Response<BootstrapProbeReply>, Status> {
+            Err(Status::unimplemented("echo peer"))
+        }
+    }
+
+    async fn echo_peer() -> (EchoPeer, String, tempfile::TempDir, Network) {
+        let peer = EchoPeer::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        let served = peer.clone();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(RaftTransportServer::new(served))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = cairn_storage::Db::open(dir.path()).expect("database");
+        let identity = ClusterIdentity::new(1, Some("test-cluster".to_string()), db.clone());
+        let peers = KnownPeers::load(1, db).expect("known peers");
+        let network = Network::new(1, identity, peers, Campaigns::default());
+        (peer, addr, dir, network)
+    }
+
+    fn message(payload: &[u8]) -> RaftMessage {
+        RaftMessage {
+            cluster_id: "test-cluster".to_string(),
+            payload: payload.to_vec(),
+        }
+    }
+
+    /// AppendEntries share one stream one after another; concurrent ones get a
+    /// stream each; a stream the peer ended is replaced without an error.
+    #[tokio::test]
+    async fn append_entries_reuse_streams_and_replace_ended_ones() {
+        let (peer, addr, _dir, network) = echo_peer().await;
+        for index in 0..5u8 {
+            let reply = network
+                .append_entries(2, &addr, message(&[index]))
+                .await
+                .expect("reply");
+            assert_eq!(reply.payload, vec![index]);
+        }
+        assert_eq!(peer.streams_opened.load(Ordering::SeqCst), 1);
+
+        // The peer ends the stream after this reply; the next request finds the
+        // stream closed and opens a new one, with no error.
+        network
+            .append_entries(2, &addr, message(b"end"))
+            .await
+            .expect("reply before the end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..3 {
+            network
+                .append_entries(2, &addr, message(b"x"))
+                .await
+                .expect("reply on a new stream");
+        }
+        assert_eq!(peer.streams_opened.load(Ordering::SeqCst), 2);
+
+        let (first, second) = tokio::join!(
+            network.append_entries(2, &addr, message(b"a")),
+            network.append_entries(2, &addr, message(b"b")),
+        );
+        assert_eq!(first.expect("first").payload, b"a");
+        assert_eq!(second.expect("second").payload, b"b");
+        assert_eq!(peer.streams_opened.load(Ordering::SeqCst), 3);
+        assert_eq!(peer.requests_seen.load(Ordering::SeqCst), 11);
+    }
+
+    /// A request whose caller stops waiting still reaches the peer, and its stream
+    /// is pooled again once the late reply came.
+    #[tokio::test]
+    async fn an_abandoned_append_entries_is_delivered_and_its_stream_reused() {
+        let (peer, addr, _dir, network) = echo_peer().await;
+        network.append_entries(2, &addr, message(b"warm")).await.expect("reply");
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(20),
+            network.append_entries(2, &addr, message(b"slow")),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the slow request should have timed out");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(peer.requests_seen.load(Ordering::SeqCst), 2);
+        let reply = network.append_entries(2, &addr, message(b"next")).await.expect("reply");
+        assert_eq!(reply.payload, b"next");
+        assert_eq!(
+            peer.streams_opened.load(Ordering::SeqCst),
+            1,
+            "the drained stream is reused"
+        );
+    }
 
     /// A peer gets a new connection only after a second without any answer, and not
     /// more than once a second; a slow peer that still answers keeps its connection.

@@ -293,13 +293,15 @@ impl<S: ReplicatedState> RaftNode<S> {
         crate::Replica::new(self.raft.clone())
     }
 
-    /// The gRPC service that peers send Raft messages to.
-    pub fn transport(&self) -> RaftTransportServer<RaftTransportService> {
+    /// The gRPC service that peers send Raft messages to; its AppendEntries streams
+    /// end once `stopping` turns true (see `transport.rs`).
+    pub fn transport(&self, stopping: tokio::sync::watch::Receiver<bool>) -> RaftTransportServer<RaftTransportService> {
         RaftTransportService::new(
             self.raft.clone(),
             self.identity.clone(),
             self.peers.clone(),
             self.judge.clone(),
+            stopping,
         )
     }
 }

@@ -1,12 +1,22 @@
 //! The Raft network, server side: receives peers' openraft RPCs over gRPC, and
 //! answers the bootstrap probe of a replica about to start with an empty data dir.
+//!
+//! AppendEntries arrive on long-lived streams (`AppendEntriesStream`): the requests
+//! of one stream are answered one after another, in order. A stream ends when its
+//! sender closes it, after an error (which its sender receives as the call's status),
+//! or when this replica starts to stop, so that a graceful shutdown does not wait on
+//! peers' streams.
+
+use std::pin::Pin;
 
 use cairn_proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
 use cairn_proto::v1::{BootstrapProbe, BootstrapProbeReply, RaftMessage};
+use futures::Stream;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
 use crate::election::{PreVoteJudge, PreVoteRequest};
@@ -26,21 +36,29 @@ pub struct RaftTransportService {
     peers: KnownPeers,
     /// Answers pre-votes.
     judge: PreVoteJudge,
+    /// Turns true when the replica starts to stop: AppendEntries streams then end.
+    stopping: watch::Receiver<bool>,
 }
 
+/// The replies of one AppendEntries stream.
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<RaftMessage, Status>> + Send + 'static>>;
+
 impl RaftTransportService {
-    /// The gRPC service delivering peers' messages to `raft`.
+    /// The gRPC service delivering peers' messages to `raft`; its AppendEntries
+    /// streams end once `stopping` turns true.
     pub fn new(
         raft: Raft,
         identity: ClusterIdentity,
         peers: KnownPeers,
         judge: PreVoteJudge,
+        stopping: watch::Receiver<bool>,
     ) -> RaftTransportServer<RaftTransportService> {
         RaftTransportServer::new(RaftTransportService {
             raft,
             identity,
             peers,
             judge,
+            stopping,
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -64,29 +82,71 @@ impl RaftTransportService {
             .await
             .map_err(|error| Status::unavailable(format!("cannot record node {sender} as a peer: {error}")))
     }
+
+    /// Delivers one AppendEntries to the local Raft and encodes its answer.
+    async fn answer_append_entries(&self, message: RaftMessage) -> Result<RaftMessage, Status> {
+        self.admit(&message).await?;
+        let request: AppendEntriesRequest<TypeConfig> = decode_request(&message)?;
+        self.record_sender(request.vote.leader_id().voted_for()).await?;
+        let reply = self.raft.append_entries(request).await;
+        encode_reply(&self.identity, &reply)
+    }
+}
+
+/// Waits until `stopping` turns true; forever if its sender is gone without it.
+async fn stop_requested(mut stopping: watch::Receiver<bool>) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn decode_request<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
     codec::decode("raft request", &message.payload).map_err(|error| Status::invalid_argument(error.to_string()))
 }
 
-fn encode_reply<T: Serialize>(identity: &ClusterIdentity, reply: &T) -> Result<Response<RaftMessage>, Status> {
+fn encode_reply<T: Serialize>(identity: &ClusterIdentity, reply: &T) -> Result<RaftMessage, Status> {
     let payload = codec::encode("raft reply", reply).map_err(|error| Status::internal(error.to_string()))?;
-    Ok(Response::new(RaftMessage {
+    Ok(RaftMessage {
         cluster_id: identity.current().unwrap_or_default(),
         payload,
-    }))
+    })
 }
 
 #[tonic::async_trait]
 impl RaftTransport for RaftTransportService {
+    type AppendEntriesStreamStream = ReplyStream;
+
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let message = request.into_inner();
-        self.admit(&message).await?;
-        let request: AppendEntriesRequest<TypeConfig> = decode_request(&message)?;
-        self.record_sender(request.vote.leader_id().voted_for()).await?;
-        let reply = self.raft.append_entries(request).await;
-        encode_reply(&self.identity, &reply)
+        self.answer_append_entries(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn append_entries_stream(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let requests = request.into_inner();
+        let service = self.clone();
+        // Polled by the connection's task for this stream: one request is read,
+        // answered and its reply sent before the next is read.
+        let replies = futures::stream::unfold(Some((requests, service)), |state| async move {
+            let (mut requests, service) = state?;
+            let next = tokio::select! {
+                biased;
+                () = stop_requested(service.stopping.clone()) => return None,
+                next = requests.message() => next,
+            };
+            match next {
+                Ok(Some(message)) => match service.answer_append_entries(message).await {
+                    Ok(reply) => Some((Ok(reply), Some((requests, service)))),
+                    Err(status) => Some((Err(status), None)),
+                },
+                Ok(None) => None,
+                Err(status) => Some((Err(status), None)),
+            }
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -95,7 +155,7 @@ impl RaftTransport for RaftTransportService {
         let request: VoteRequest<NodeId> = decode_request(&message)?;
         self.record_sender(request.vote.leader_id().voted_for()).await?;
         let reply = self.raft.vote(request).await;
-        encode_reply(&self.identity, &reply)
+        encode_reply(&self.identity, &reply).map(Response::new)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -104,7 +164,7 @@ impl RaftTransport for RaftTransportService {
         let request: InstallSnapshotRequest<TypeConfig> = decode_request(&message)?;
         self.record_sender(request.vote.leader_id().voted_for()).await?;
         let reply = self.raft.install_snapshot(request).await;
-        encode_reply(&self.identity, &reply)
+        encode_reply(&self.identity, &reply).map(Response::new)
     }
 
     async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -113,7 +173,7 @@ impl RaftTransport for RaftTransportService {
         let request: PreVoteRequest = decode_request(&message)?;
         self.record_sender(Some(request.candidate)).await?;
         let reply = self.judge.judge(&request).await;
-        encode_reply(&self.identity, &reply)
+        encode_reply(&self.identity, &reply).map(Response::new)
     }
 
     /// Never adopts the asker's cluster id (a `--join` replica must learn it from its

@@ -129,6 +129,8 @@ pub async fn run(
     // workers keep theirs open: after the signal it gets SHUTDOWN_GRACE, then Raft
     // stops regardless (a stop must not hang on a peer).
     let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
+    // Peers' AppendEntries streams end at the signal, not at the grace.
+    let transport = node.transport(stopping.subscribe());
     let signal_then_grace = async move {
         shutdown.await;
         let _ = stopping.send(true);
@@ -139,7 +141,7 @@ pub async fn run(
     };
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(node.transport())
+        .add_service(transport)
         .add_service(catalog)
         .add_service(workers)
         .add_service(scheduler)
