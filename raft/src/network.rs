@@ -253,25 +253,75 @@ impl Network {
         message: RaftMessage,
     ) -> Result<RaftMessage, tonic::Status> {
         let (link, taken) = self.take_stream(target, addr);
-        let stream = match taken {
+        let (client, message) = match taken {
             Ok(stream) => match stream.requests.try_send(message) {
-                Ok(()) => stream,
-                // The stream ended after the look, and the request did not leave.
-                Err(refused) => {
-                    let client = self.client_for(target, addr).map_err(tonic::Status::unavailable)?;
-                    AppendStream::open(client, refused.into_inner()).await?
+                Ok(()) => {
+                    let mut flight = InFlight {
+                        network: self.clone(),
+                        target,
+                        addr: addr.to_string(),
+                        link,
+                        stream: Some(stream),
+                    };
+                    return flight.finish().await;
                 }
+                // The stream ended after the look, and the request did not leave.
+                Err(refused) => (self.client_for(target, addr), refused.into_inner()),
             },
-            Err(client) => AppendStream::open(client.map_err(tonic::Status::unavailable)?, message).await?,
+            Err(client) => (client, message),
         };
-        let mut flight = InFlight {
-            network: self.clone(),
-            target,
-            addr: addr.to_string(),
-            link,
-            stream: Some(stream),
-        };
-        flight.finish().await
+        let client = client.map_err(tonic::Status::unavailable)?;
+        self.open_and_send(target, addr, link, client, message).await
+    }
+
+    /// Opens a stream with `message` as its first request and waits for the reply,
+    /// from a task of its own: a stream is opened on a peer's first request and after
+    /// a failure, when the machine may be starved, and the request must still reach
+    /// the follower if openraft stops waiting (the stream is then drained and pooled
+    /// as in [`InFlight`]).
+    async fn open_and_send(
+        &self,
+        target: NodeId,
+        addr: &str,
+        link: u64,
+        client: RaftTransportClient<Channel>,
+        message: RaftMessage,
+    ) -> Result<RaftMessage, tonic::Status> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let network = self.clone();
+        let addr = addr.to_string();
+        tokio::spawn(async move {
+            let mut answer = answer;
+            let opened = tokio::time::timeout(DETACHED_LIMIT, AppendStream::open(client, message)).await;
+            let stream = match opened {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(status)) => {
+                    let _ = answer.send(Err(status));
+                    return;
+                }
+                Err(_elapsed) => {
+                    let _ = answer.send(Err(tonic::Status::deadline_exceeded("no answer")));
+                    return;
+                }
+            };
+            let mut flight = InFlight {
+                network,
+                target,
+                addr,
+                link,
+                stream: Some(stream),
+            };
+            tokio::select! {
+                reply = flight.finish() => {
+                    let _ = answer.send(reply);
+                }
+                // The caller is gone: dropping the flight drains the reply.
+                () = answer.closed() => {}
+            }
+        });
+        answered
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::internal("the task sending an AppendEntries ended")))
     }
 }
 
@@ -576,6 +626,8 @@ mod tests {
     struct EchoPeer {
         streams_opened: Arc<AtomicU64>,
         requests_seen: Arc<AtomicU64>,
+        /// Answer a new stream's headers only after 300 ms.
+        open_slowly: Arc<std::sync::atomic::AtomicBool>,
     }
 
     type Replies = Pin<Box<dyn futures::Stream<Item = Result<RaftMessage, Status>> + Send>>;
@@ -589,6 +641,9 @@ mod tests {
             request: Request<tonic::Streaming<RaftMessage>>,
         ) -> Result<Response<Replies>, Status> {
             self.streams_opened.fetch_add(1, Ordering::SeqCst);
+            if self.open_slowly.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
             let seen = Arc::clone(&self.requests_seen);
             let replies = futures::stream::unfold(Some(request.into_inner()), move |requests| {
                 let seen = Arc::clone(&seen);
@@ -694,6 +749,31 @@ mod tests {
         assert_eq!(second.expect("second").payload, b"b");
         assert_eq!(peer.streams_opened.load(Ordering::SeqCst), 3);
         assert_eq!(peer.requests_seen.load(Ordering::SeqCst), 11);
+    }
+
+    /// A request whose caller stops waiting while its stream is still being opened
+    /// (the peer answers the stream's headers late) still reaches the peer, and the
+    /// stream is pooled once the reply came.
+    #[tokio::test]
+    async fn an_append_entries_abandoned_while_its_stream_opens_is_delivered() {
+        let (peer, addr, _dir, network) = echo_peer().await;
+        peer.open_slowly.store(true, Ordering::SeqCst);
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(20),
+            network.append_entries(2, &addr, message(b"first")),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the open should have outlasted the caller");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(peer.requests_seen.load(Ordering::SeqCst), 1);
+        peer.open_slowly.store(false, Ordering::SeqCst);
+        let reply = network.append_entries(2, &addr, message(b"next")).await.expect("reply");
+        assert_eq!(reply.payload, b"next");
+        assert_eq!(
+            peer.streams_opened.load(Ordering::SeqCst),
+            1,
+            "the stream opened late is reused"
+        );
     }
 
     /// A request whose caller stops waiting still reaches the peer, and its stream
