@@ -256,14 +256,9 @@ impl Network {
         let (client, message) = match taken {
             Ok(stream) => match stream.requests.try_send(message) {
                 Ok(()) => {
-                    let mut flight = InFlight {
-                        network: self.clone(),
-                        target,
-                        addr: addr.to_string(),
-                        link,
-                        stream: Some(stream),
-                    };
-                    return flight.finish().await;
+                    return InFlight::new(self.clone(), target, addr.to_string(), link, stream)
+                        .finish()
+                        .await
                 }
                 // The stream ended after the look, and the request did not leave.
                 Err(refused) => (self.client_for(target, addr), refused.into_inner()),
@@ -304,13 +299,7 @@ impl Network {
                     return;
                 }
             };
-            let mut flight = InFlight {
-                network,
-                target,
-                addr,
-                link,
-                stream: Some(stream),
-            };
+            let mut flight = InFlight::new(network, target, addr, link, stream);
             tokio::select! {
                 reply = flight.finish() => {
                     let _ = answer.send(reply);
@@ -337,6 +326,18 @@ struct InFlight {
 }
 
 impl InFlight {
+    /// `stream`, its request sent, belonging to `link` of `target` at `addr`.
+    fn new(network: Network, target: NodeId, addr: String, link: u64, stream: AppendStream) -> InFlight {
+        InFlight {
+            network,
+            target,
+            addr,
+            link,
+            stream: Some(stream),
+        }
+    }
+
+    /// Waits for the reply; the stream is pooled again if it came.
     async fn finish(&mut self) -> Result<RaftMessage, tonic::Status> {
         let Some(stream) = self.stream.as_mut() else {
             return Err(tonic::Status::internal("an AppendEntries was finished twice"));
