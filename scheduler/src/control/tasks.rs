@@ -6,7 +6,9 @@
 //! tasks here in batches ([`TaskBatch`]), never one Raft round trip per task. A new
 //! leader rebuilds its core from this table; what it finds unrecorded, it recomputes.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use serde::{Deserialize, Serialize};
 

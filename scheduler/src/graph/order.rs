@@ -1,6 +1,6 @@
 //! Dependency order for submitting a graph in batches.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::task::{TaskKey, TaskSpec};
 

@@ -7,7 +7,9 @@
 //! cycle check is Kahn's algorithm, iterative, so a chain of 100,000 tasks costs no
 //! stack.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::signature::{OpSignature, ParamKind};
 use super::task::{Arg, Literal, TaskKey, TaskSpec};

@@ -10,7 +10,9 @@
 //! closes every worker's task stream (workers reconnect to the new leader) and every
 //! waiting client's wait (clients retry at the new leader).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

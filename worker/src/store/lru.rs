@@ -1,6 +1,8 @@
 //! The least-recently-used order of in-memory chunks: the order in which they spill.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use crate::ChunkKey;
 

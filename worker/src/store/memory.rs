@@ -6,7 +6,7 @@
 //! (and miss the unused tail of an allocation); counting each allocation once, for as long as any
 //! in-memory chunk uses it, is what the process actually holds because of the store.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use arrow::array::{Array, ArrayData, RecordBatch};
 use arrow::buffer::Buffer;

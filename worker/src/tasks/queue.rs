@@ -1,7 +1,9 @@
 //! The worker's task bookkeeping: which assignments wait, which run, and which
 //! leader term it obeys. Events in, instructions out; no I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
