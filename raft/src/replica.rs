@@ -140,6 +140,49 @@ impl Replica {
         }
     }
 
+    /// Proposes `commands` so that they are appended to the log in this order, each
+    /// without waiting for the one before to commit (they replicate and apply in a
+    /// pipeline); returns their outcomes in order once all are applied here, or the
+    /// first error. Each may take `timeout` after the one before it was applied.
+    pub async fn propose_in_order(
+        &self,
+        commands: Vec<Command>,
+        timeout: Duration,
+    ) -> Result<Vec<Outcome>, ReplicaError> {
+        let mut pending = Vec::with_capacity(commands.len());
+        for command in commands {
+            // Returns once the command is queued to Raft's core, which appends in
+            // the order it receives.
+            let receiver = self
+                .raft
+                .client_write_ff(command)
+                .await
+                .map_err(|fatal| ReplicaError::Stopped {
+                    reason: fatal.to_string(),
+                })?;
+            pending.push(receiver);
+        }
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for receiver in pending {
+            match tokio::time::timeout(timeout, receiver).await {
+                Err(_elapsed) => {
+                    return Err(ReplicaError::Timeout {
+                        operation: "the write",
+                        after: timeout,
+                    })
+                }
+                Ok(Err(_dropped)) => {
+                    return Err(ReplicaError::Stopped {
+                        reason: "Raft stopped before answering the write".to_string(),
+                    })
+                }
+                Ok(Ok(Ok(response))) => outcomes.push(response.data),
+                Ok(Ok(Err(error))) => return Err(write_error(RaftError::APIError(error))),
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Hands `command` to Raft (appended to this leader's log, in order) and returns
     /// without waiting for a quorum to commit it. Exists only for the scheduler's
     /// deliberate `ack-before-commit` bug, which the fault-injection suite must catch;

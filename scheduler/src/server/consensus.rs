@@ -114,6 +114,21 @@ impl Consensus {
             .map_err(|failure| failure.error())
     }
 
+    /// Proposes `commands` in this order as separate entries, pipelined (see
+    /// [`Replica::propose_in_order`]); their outcomes in order.
+    pub async fn propose_in_order(&self, commands: &[ControlCommand]) -> Result<Vec<ControlOutcome>, ServerError> {
+        let entries = commands.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let outcomes = self.replica.propose_in_order(entries, self.request_timeout).await?;
+        outcomes
+            .iter()
+            .map(|outcome| {
+                codec::decode("control outcome", &outcome.0).map_err(|error| ServerError::Unavailable {
+                    reason: format!("undecodable outcome: {error}"),
+                })
+            })
+            .collect()
+    }
+
     /// Deliberate bug `ack-before-commit` only: appends `command` to the leader's log
     /// and returns before it is committed.
     pub async fn propose_without_commit(&self, command: &ControlCommand) -> Result<(), ServerError> {

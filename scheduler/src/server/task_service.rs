@@ -87,8 +87,10 @@ impl TaskService {
     async fn propose_batches(&self, commands: &[ControlCommand]) -> Result<Result<(u64, u64), SubmitRefused>, Status> {
         let mut log_index = 0;
         let mut new_tasks = 0;
-        for command in commands {
-            match self.consensus.propose(command).await? {
+        // Pipelined: a graph's batches are appended in order (each depends only on
+        // tasks of earlier ones), and none waits for the one before to commit.
+        for outcome in self.consensus.propose_in_order(commands).await? {
+            match outcome {
                 ControlOutcome::TasksSubmitted {
                     log_index: index,
                     new_tasks: added,
