@@ -11,7 +11,9 @@
 //! wake-ups, more than such a task's work (a chain of `inc` went from about 180 to
 //! 150 µs per task).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +44,12 @@ const PAUSED_RESULT_WAIT: Duration = Duration::from_secs(60);
 /// many bytes (and the store has room for twice as much more): tens of µs of work at
 /// most, which the worker's event loop can afford.
 const INLINE_INPUT_BYTES: u64 = 64 * 1024;
+
+/// At most this many light tasks run on the calling thread per [`perform`]: each one
+/// that ends may start the next queued task there too (no hop to a task thread and
+/// back per task), but the receiving thread must get back to its event loop; the
+/// rest go to the task threads.
+const INLINE_TASKS_PER_CALL: usize = 64;
 
 /// Where [`perform`] runs a task whose inputs are all here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,9 +245,21 @@ fn enqueue(inner: &Inner, job: Job) {
 }
 
 fn perform(inner: &Arc<Inner>, instructions: Vec<Instruction>, place: Place) {
-    for instruction in instructions {
+    let mut pending = VecDeque::from(instructions);
+    let mut inline_budget = match place {
+        Place::HereIfLight => INLINE_TASKS_PER_CALL,
+        Place::Threads => 0,
+    };
+    while let Some(instruction) = pending.pop_front() {
         match instruction {
-            Instruction::Start { assignment, cancelled } => start(inner, assignment, cancelled, place),
+            Instruction::Start { assignment, cancelled } => {
+                let place = if inline_budget > 0 { place } else { Place::Threads };
+                if let Some(next) = start(inner, assignment, cancelled, place) {
+                    // It ran here: what its end lets start comes next, in order.
+                    inline_budget -= 1;
+                    pending.extend(next);
+                }
+            }
             Instruction::ReportCancelled(key) => report(inner, Report::Cancelled(key)),
             Instruction::Release(keys) => {
                 let store = inner.store.clone();
@@ -260,8 +280,14 @@ fn perform(inner: &Arc<Inner>, instructions: Vec<Instruction>, place: Place) {
 
 /// Queues a task for the threads: at once when its inputs are all here (or runs it
 /// now, if `place` allows and it is light and small), else after fetching the others
-/// from peers (asynchronously, so no thread waits on the network).
-fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBool>, place: Place) {
+/// from peers (asynchronously, so no thread waits on the network). When it ran here,
+/// returns what its end lets start (for the caller to perform).
+fn start(
+    inner: &Arc<Inner>,
+    assignment: pb::Assignment,
+    cancelled: Arc<AtomicBool>,
+    place: Place,
+) -> Option<Vec<Instruction>> {
     let mut job = Job {
         assignment,
         cancelled,
@@ -273,8 +299,7 @@ fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBo
     if place == Place::HereIfLight {
         if let Some(inputs) = small_inputs_in_memory(inner, &job) {
             job.fetched = inputs;
-            run_here(inner, job);
-            return;
+            return Some(run_here(inner, job));
         }
     }
     let remote: Vec<pb::InputLocation> = job
@@ -286,7 +311,7 @@ fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBo
         .collect();
     if remote.is_empty() {
         enqueue(inner, job);
-        return;
+        return None;
     }
     let inner = inner.clone();
     let runtime = inner.runtime.clone();
@@ -306,6 +331,7 @@ fn start(inner: &Arc<Inner>, assignment: pb::Assignment, cancelled: Arc<AtomicBo
         }
         enqueue(&inner, job);
     });
+    None
 }
 
 /// The inputs of a light task when they are all in memory here, total at most
@@ -329,10 +355,11 @@ fn small_inputs_in_memory(inner: &Inner, job: &Job) -> Option<HashMap<String, Re
     Some(inputs)
 }
 
-/// Runs a light task on this (the receiving) thread, its inputs all in `job.fetched`.
-/// If the store was paused since [`small_inputs_in_memory`] looked, the result waits
-/// for it on a blocking thread, not here.
-fn run_here(inner: &Arc<Inner>, job: Job) {
+/// Runs a light task on this (the receiving) thread, its inputs all in `job.fetched`;
+/// returns what its end lets start. If the store was paused since
+/// [`small_inputs_in_memory`] looked, the result waits for it on a blocking thread,
+/// not here.
+fn run_here(inner: &Arc<Inner>, job: Job) -> Vec<Instruction> {
     let key = job_key(&job);
     let cancelled = job.cancelled.clone();
     let outcome = match compute(inner, job) {
@@ -344,15 +371,16 @@ fn run_here(inner: &Arc<Inner>, job: Job) {
                 let runtime = inner.runtime.clone();
                 runtime.spawn_blocking(move || {
                     let outcome = store_result(&inner, chunk, batch);
-                    finish(&inner, key, &cancelled, outcome);
+                    let next = finish(&inner, key, &cancelled, outcome);
+                    perform(&inner, next, Place::Threads);
                 });
-                return;
+                return Vec::new();
             }
             Err(error) => Err(format!("cannot store the result: {error}")),
         },
         Err(message) => Err(message),
     };
-    finish(inner, key, &cancelled, outcome);
+    finish(inner, key, &cancelled, outcome)
 }
 
 /// One input from the first holder that answers. A holder that fails may be dying:
@@ -424,12 +452,19 @@ fn run_job(inner: &Arc<Inner>, job: Job) {
             Computed::Result(chunk, batch) => store_result(inner, chunk, batch),
         }),
     };
-    finish(inner, key, &cancelled, outcome);
+    // A task thread may run light successors itself, as the receiving thread does.
+    let next = finish(inner, key, &cancelled, outcome);
+    perform(inner, next, Place::HereIfLight);
 }
 
-/// Reports a task's outcome (its result's (bytes, rows), or why it failed) and
-/// starts what its end lets start, on the task threads.
-fn finish(inner: &Arc<Inner>, key: String, cancelled: &AtomicBool, outcome: Result<(u64, u64), String>) {
+/// Reports a task's outcome (its result's (bytes, rows), or why it failed); returns
+/// what its end lets start, for the caller to [`perform`].
+fn finish(
+    inner: &Arc<Inner>,
+    key: String,
+    cancelled: &AtomicBool,
+    outcome: Result<(u64, u64), String>,
+) -> Vec<Instruction> {
     let outcome_report = match outcome {
         Ok((bytes, rows)) => Report::Finished {
             key: key.clone(),
@@ -447,8 +482,7 @@ fn finish(inner: &Arc<Inner>, key: String, cancelled: &AtomicBool, outcome: Resu
         }
     };
     report(inner, outcome_report);
-    let instructions = lock(&inner.queue).ended(&key);
-    perform(inner, instructions, Place::Threads);
+    lock(&inner.queue).ended(&key)
 }
 
 /// Runs one job's operation on this thread; its result (not yet stored) or why it
