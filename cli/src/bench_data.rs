@@ -214,7 +214,8 @@ pub async fn run(gib: f64, memory_limit: &str, csv_mib: u64) -> anyhow::Result<(
         "GB/s",
     );
     crate::bench_figures::record("cairn", "spill_read_back_s", elapsed.as_secs_f64(), "s");
-    // The last chunks read are in memory now: read them again.
+    // The last chunks published are still in memory (streaming from spill files does not
+    // bring chunks back into memory): read them again.
     let hot: Vec<usize> = (chunks.saturating_sub(8)..chunks).collect();
     let started = Instant::now();
     let mut hot_bytes = 0u64;

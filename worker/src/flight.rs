@@ -22,7 +22,7 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::store::{ChunkStore, StoreError, StoredChunk};
+use crate::store::{ChunkForSending, ChunkStore, StoreError, StoredChunk};
 use crate::ChunkKey;
 
 /// The largest gRPC message a worker accepts or sends.
@@ -118,6 +118,27 @@ fn stored_reply(stored: &StoredChunk, holders: Vec<String>) -> pb::ChunkStored {
         checksum: stored.checksum.unwrap_or(0),
         holders,
         schema_ipc: Vec::new(),
+    }
+}
+
+/// The Flight messages of a chunk: a batch in memory is encoded, one message per
+/// chunk where it fits (the reader then needs no concatenation); a chunk on disk is
+/// sent as its file's IPC messages, without decoding and encoding it again.
+fn chunk_messages(chunk: ChunkForSending) -> BoxStream<'static, Result<FlightData, Status>> {
+    match chunk {
+        ChunkForSending::Batch(batch) => FlightDataEncoderBuilder::new()
+            .with_max_flight_data_size(MAX_MESSAGE_BYTES / 2)
+            .build(futures::stream::once(async move { Ok(batch) }))
+            .map_err(Status::from)
+            .boxed(),
+        ChunkForSending::File(messages) => futures::stream::iter(messages.into_iter().map(|message| {
+            Ok(FlightData {
+                data_header: message.header,
+                data_body: message.body,
+                ..Default::default()
+            })
+        }))
+        .boxed(),
     }
 }
 
@@ -306,26 +327,34 @@ impl FlightService for WorkerFlightService {
         if !self.data.store.contains(&key) {
             return Err(store_status(StoreError::NotFound { key }));
         }
-        // The answer starts at once and the chunk (perhaps read back from disk) follows
-        // in the stream, so a reader can tell a slow read from a hung worker.
+        // The answer starts at once and the chunk (perhaps read from disk) follows in
+        // the stream, so a reader can tell a slow read from a hung worker.
         let data = self.data.clone();
-        let batch = futures::stream::once(async move {
+        let messages = futures::stream::once(async move {
             let store = data.store.clone();
             let lookup = key.clone();
-            blocking(move || store.get(&lookup)).await.map_err(|status| {
+            let chunk = blocking(move || match store.get_for_sending(&lookup)? {
+                // Too big for one message: decoded, and encoded in several.
+                ChunkForSending::File(messages)
+                    if messages
+                        .iter()
+                        .any(|message| message.body.len() > MAX_MESSAGE_BYTES / 2) =>
+                {
+                    store.get(&lookup).map(ChunkForSending::Batch)
+                }
+                chunk => Ok(chunk),
+            })
+            .await
+            .inspect_err(|status| {
                 if status.code() == tonic::Code::DataLoss {
                     tracing::error!(chunk = %key, error = %status.message(), "corrupt chunk dropped, not served");
                     data.report_lost(&key);
                 }
-                FlightError::Tonic(Box::new(status))
-            })
-        });
-        // One message per chunk where it fits (the reader then needs no concatenation).
-        let stream = FlightDataEncoderBuilder::new()
-            .with_max_flight_data_size(MAX_MESSAGE_BYTES / 2)
-            .build(batch)
-            .map_err(Status::from);
-        Ok(Response::new(stream.boxed()))
+            })?;
+            Ok::<_, Status>(chunk_messages(chunk))
+        })
+        .try_flatten();
+        Ok(Response::new(messages.boxed()))
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use arrow::array::RecordBatch;
 
 use super::disk::{is_disk_full, probe_write, remove_file_if_present, sync_directory, WriteFaults};
-use super::file::{read_chunk_file, write_temp_chunk_file, ChunkFile, FileSync, ReadFailure, WriteFailure};
+use super::file::{
+    chunk_file_messages, read_chunk_file, read_chunk_file_bytes, write_temp_chunk_file, ChunkFile, FileSync,
+    IpcMessage, ReadFailure, WriteFailure,
+};
 use super::file_name::ChunkFileName;
 use super::memory::ChunkAllocations;
 use super::open::{recover_directory, OpenReport};
@@ -26,6 +29,16 @@ use crate::ChunkKey;
 
 /// How many times `get` re-reads a chunk that was replaced while its file was being read.
 const READ_ATTEMPTS: usize = 8;
+
+/// A chunk as [`ChunkStore::get_for_sending`] finds it.
+#[derive(Debug, Clone)]
+pub enum ChunkForSending {
+    /// In memory: the batch.
+    Batch(RecordBatch),
+    /// Only on disk: the messages of its Arrow IPC file (schema, dictionaries, batch),
+    /// slices of the file's bytes, checksum verified.
+    File(Vec<IpcMessage>),
+}
 
 /// A worker's chunks, in memory and on disk: Dask's `SpillBuffer` for Arrow batches.
 ///
@@ -162,23 +175,64 @@ impl ChunkStore {
                         UnspillOutcome::Stale => continue,
                     }
                 }
-                Err(ReadFailure::Corrupt { reason }) => {
-                    if let Err(error) = remove_file_if_present(&path) {
-                        tracing::warn!(path = %path.display(), %error, "could not remove a corrupt chunk file");
-                    }
-                    state.remove(key);
-                    drop(state);
-                    self.sync_directory_after_removal();
-                    tracing::warn!(chunk = %key, %reason, "dropped a corrupt chunk");
-                    return Err(StoreError::Corrupt {
-                        key: key.clone(),
-                        reason,
-                    });
-                }
+                Err(ReadFailure::Corrupt { reason }) => return Err(self.drop_corrupt(state, key, &path, reason)),
                 Err(ReadFailure::Io { source }) => return Err(StoreError::Io { path, source }),
             }
         }
         Err(StoreError::Busy { key: key.clone() })
+    }
+
+    /// The chunk as it is to be sent: its batch when it is in memory (a use, as for
+    /// [`ChunkStore::get`]); otherwise its file's bytes, checksum verified but not decoded,
+    /// and the chunk is *not* brought back into memory (a reader streaming a dataset
+    /// larger than memory does not push out what the worker's tasks use). A corrupt file
+    /// is handled as by [`ChunkStore::get`].
+    pub fn get_for_sending(&self, key: &ChunkKey) -> Result<ChunkForSending, StoreError> {
+        for _attempt in 0..READ_ATTEMPTS {
+            let lookup = self.lock_state().lookup_for_read(key);
+            let (generation, file) = match lookup {
+                ReadLookup::InMemory(batch) => return Ok(ChunkForSending::Batch(batch)),
+                ReadLookup::Absent => return Err(StoreError::NotFound { key: key.clone() }),
+                ReadLookup::OnDisk { generation, file } => (generation, file),
+            };
+            let path = self.path_of(&file.name);
+            let read = read_chunk_file_bytes(&path, &file.name).and_then(|bytes| {
+                chunk_file_messages(&bytes).map_err(|reason| ReadFailure::Corrupt {
+                    reason: format!("{} does not split into IPC messages: {reason}", path.display()),
+                })
+            });
+            let state = self.lock_state();
+            match read {
+                // Read whole and verified: what the chunk held, even if it was replaced since.
+                Ok(messages) => return Ok(ChunkForSending::File(messages)),
+                // Deleted or replaced while being read: look again.
+                Err(_) if state.generation_of(key) != Some(generation) => continue,
+                Err(ReadFailure::Corrupt { reason }) => return Err(self.drop_corrupt(state, key, &path, reason)),
+                Err(ReadFailure::Io { source }) => return Err(StoreError::Io { path, source }),
+            }
+        }
+        Err(StoreError::Busy { key: key.clone() })
+    }
+
+    /// Deletes the corrupt file of `key` at `path` and forgets the chunk; the error to return.
+    fn drop_corrupt(
+        &self,
+        mut state: MutexGuard<'_, StoreState>,
+        key: &ChunkKey,
+        path: &Path,
+        reason: String,
+    ) -> StoreError {
+        if let Err(error) = remove_file_if_present(path) {
+            tracing::warn!(path = %path.display(), %error, "could not remove a corrupt chunk file");
+        }
+        state.remove(key);
+        drop(state);
+        self.sync_directory_after_removal();
+        tracing::warn!(chunk = %key, %reason, "dropped a corrupt chunk");
+        StoreError::Corrupt {
+            key: key.clone(),
+            reason,
+        }
     }
 
     /// The chunk's batch if it is in memory now (a use, as for [`ChunkStore::get`]); `None` when

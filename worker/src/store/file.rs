@@ -18,7 +18,7 @@ use arrow::error::ArrowError;
 use arrow::ipc::convert::try_fb_to_schema;
 use arrow::ipc::reader::{read_footer_length, FileDecoder};
 use arrow::ipc::writer::FileWriter;
-use arrow::ipc::{root_as_footer, Block};
+use arrow::ipc::{root_as_footer, root_as_message, Block, MessageHeader};
 
 use super::disk::{remove_file_if_present, WriteFaults};
 use super::file_name::{temp_file_name, ChunkFileName};
@@ -192,7 +192,118 @@ impl<W: Write> Write for ChecksummingWriter<W> {
 /// Reads the whole file at `path`, checks its crc32c against `name`, and decodes its one batch.
 pub(crate) fn read_chunk_file(path: &Path, name: &ChunkFileName) -> Result<RecordBatch, ReadFailure> {
     let contents = read_whole_file(path)?;
-    let actual_checksum = crc32c::crc32c(contents.as_slice());
+    check_checksum(path, name, contents.as_slice())?;
+    decode_chunk_file(&contents).map_err(|reason| ReadFailure::Corrupt {
+        reason: format!("{} does not decode: {reason}", path.display()),
+    })
+}
+
+/// Reads the whole file at `path` and checks its crc32c against `name`; the bytes, not decoded
+/// (for sending as they are). Unlike [`read_chunk_file`], the buffer is not zeroed first: the
+/// kernel writes every byte of it.
+pub(crate) fn read_chunk_file_bytes(path: &Path, name: &ChunkFileName) -> Result<bytes::Bytes, ReadFailure> {
+    let mut file = open_chunk_file(path)?;
+    let length = file.metadata().map_err(|source| ReadFailure::Io { source })?.len();
+    let mut contents = Vec::new();
+    contents
+        .try_reserve_exact(usize::try_from(length).unwrap_or(usize::MAX))
+        .map_err(|_| ReadFailure::Corrupt {
+            reason: format!("{} is too large to load ({length} bytes)", path.display()),
+        })?;
+    file.read_to_end(&mut contents)
+        .map_err(|source| ReadFailure::Io { source })?;
+    check_checksum(path, name, &contents)?;
+    Ok(bytes::Bytes::from(contents))
+}
+
+/// One Arrow IPC message of a chunk file, as Arrow Flight carries it: the flatbuffer
+/// `Message` and the body that follows it.
+#[derive(Debug, Clone)]
+pub struct IpcMessage {
+    /// The flatbuffer `Message` (its 8-byte padding included).
+    pub(crate) header: bytes::Bytes,
+    /// The message's body (empty for the schema).
+    pub(crate) body: bytes::Bytes,
+}
+
+/// Splits a chunk file's bytes into the messages of an Arrow IPC *stream* — the schema, then
+/// each dictionary, then the record batch — without decoding any data: each is a slice of
+/// `contents`. Every offset is checked, and each header must parse as the message it should be.
+pub(crate) fn chunk_file_messages(contents: &bytes::Bytes) -> Result<Vec<IpcMessage>, String> {
+    let bytes = contents.as_ref();
+    let (footer_start, trailer_start) = footer_range(bytes)?;
+    let footer = root_as_footer(&bytes[footer_start..trailer_start]).map_err(|error| format!("bad footer: {error}"))?;
+    // The schema message opens the stream, after the magic and the zeros that pad it to
+    // the writer's alignment (8 or more): the first 8-aligned word that is not zero.
+    let mut schema_at = ARROW_MAGIC.len() + 2;
+    while bytes.get(schema_at..schema_at + 4) == Some(&[0; 4]) && schema_at < footer_start {
+        schema_at += 8;
+    }
+    let (header_start, header_end) = encapsulated_header(bytes, schema_at, footer_start)?;
+    let mut messages = vec![IpcMessage {
+        header: contents.slice(header_start..header_end),
+        body: bytes::Bytes::new(),
+    }];
+    expect_header(&messages[0].header, MessageHeader::Schema)?;
+    let batches = footer
+        .recordBatches()
+        .ok_or_else(|| "the footer lists no record batches".to_string())?;
+    let dictionaries = footer.dictionaries();
+    let blocks = dictionaries
+        .iter()
+        .flatten()
+        .map(|block| (block, MessageHeader::DictionaryBatch))
+        .chain(batches.iter().map(|block| (block, MessageHeader::RecordBatch)));
+    for (block, kind) in blocks {
+        let range = block_range(block, footer_start)?;
+        let (header_start, header_end) = encapsulated_header(bytes, range.start, range.start + range.metadata)?;
+        let message = IpcMessage {
+            header: contents.slice(header_start..header_end),
+            body: contents.slice(range.start + range.metadata..range.end),
+        };
+        expect_header(&message.header, kind)?;
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// Where the flatbuffer of the encapsulated message at `at` lies: after the continuation
+/// marker (if any) and the length, not past `limit`.
+fn encapsulated_header(bytes: &[u8], at: usize, limit: usize) -> Result<(usize, usize), String> {
+    let word = |offset: usize| -> Result<u32, String> {
+        bytes
+            .get(offset..offset + 4)
+            .and_then(|word| <[u8; 4]>::try_from(word).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| format!("a message at byte {at} runs past the file"))
+    };
+    let (length, start) = match word(at)? {
+        0xFFFF_FFFF => (word(at + 4)?, at + 8),
+        length => (length, at + 4),
+    };
+    let end = start + length as usize;
+    if length == 0 || end > limit {
+        return Err(format!("the message at byte {at} has a bad length {length}"));
+    }
+    Ok((start, end))
+}
+
+/// Checks that `header` parses as an IPC `Message` of the `expected` kind.
+fn expect_header(header: &[u8], expected: MessageHeader) -> Result<(), String> {
+    let message = root_as_message(header).map_err(|error| format!("bad message: {error}"))?;
+    if message.header_type() != expected {
+        return Err(format!(
+            "expected a {:?} message, found {:?}",
+            expected,
+            message.header_type()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `contents` have the crc32c that `name` records.
+fn check_checksum(path: &Path, name: &ChunkFileName, contents: &[u8]) -> Result<(), ReadFailure> {
+    let actual_checksum = crc32c::crc32c(contents);
     if actual_checksum != name.checksum {
         return Err(ReadFailure::Corrupt {
             reason: format!(
@@ -202,22 +313,23 @@ pub(crate) fn read_chunk_file(path: &Path, name: &ChunkFileName) -> Result<Recor
             ),
         });
     }
-    decode_chunk_file(&contents).map_err(|reason| ReadFailure::Corrupt {
-        reason: format!("{} does not decode: {reason}", path.display()),
-    })
+    Ok(())
+}
+
+/// Opens a chunk file for reading; a missing file is corrupt (the store lists it).
+fn open_chunk_file(path: &Path) -> Result<File, ReadFailure> {
+    match File::open(path) {
+        Ok(file) => Ok(file),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(ReadFailure::Corrupt {
+            reason: format!("{} is missing", path.display()),
+        }),
+        Err(source) => Err(ReadFailure::Io { source }),
+    }
 }
 
 /// Reads the whole file into one 64-byte-aligned buffer (so decoding needs no copies).
 fn read_whole_file(path: &Path) -> Result<Buffer, ReadFailure> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(ReadFailure::Corrupt {
-                reason: format!("{} is missing", path.display()),
-            });
-        }
-        Err(source) => return Err(ReadFailure::Io { source }),
-    };
+    let mut file = open_chunk_file(path)?;
     let length = file.metadata().map_err(|source| ReadFailure::Io { source })?.len();
     let Ok(length) = usize::try_from(length) else {
         return Err(ReadFailure::Corrupt {
@@ -256,17 +368,7 @@ fn decode_chunk_file(contents: &Buffer) -> Result<RecordBatch, String> {
 /// The body of [`decode_chunk_file`].
 fn decode_chunk_file_unguarded(contents: &Buffer) -> Result<RecordBatch, String> {
     let bytes = contents.as_slice();
-    if bytes.len() < ARROW_MAGIC.len() + TRAILER_BYTES || !bytes.starts_with(ARROW_MAGIC) {
-        return Err("not an Arrow IPC file (no leading magic)".to_string());
-    }
-    let trailer_start = bytes.len() - TRAILER_BYTES;
-    let trailer: [u8; TRAILER_BYTES] = bytes[trailer_start..]
-        .try_into()
-        .map_err(|_| "the trailer is not 10 bytes".to_string())?;
-    let footer_length = read_footer_length(trailer).map_err(|error| error.to_string())?;
-    let footer_start = trailer_start
-        .checked_sub(footer_length)
-        .ok_or_else(|| format!("the footer length {footer_length} exceeds the file"))?;
+    let (footer_start, trailer_start) = footer_range(bytes)?;
     let footer = root_as_footer(&bytes[footer_start..trailer_start]).map_err(|error| format!("bad footer: {error}"))?;
     let schema = footer.schema().ok_or_else(|| "the footer has no schema".to_string())?;
     let schema = try_fb_to_schema(schema).map_err(|error| format!("bad schema: {error}"))?;
@@ -292,19 +394,47 @@ fn decode_chunk_file_unguarded(contents: &Buffer) -> Result<RecordBatch, String>
         .ok_or_else(|| "the record batch block holds no batch".to_string())
 }
 
-/// The bytes of one message block, checked to lie before the footer.
-fn block_bytes(contents: &Buffer, footer_start: usize, block: &Block) -> Result<Buffer, String> {
+/// Where the footer of an IPC file's `bytes` starts and ends (the trailer follows it),
+/// after checking the leading magic.
+fn footer_range(bytes: &[u8]) -> Result<(usize, usize), String> {
+    if bytes.len() < ARROW_MAGIC.len() + TRAILER_BYTES || !bytes.starts_with(ARROW_MAGIC) {
+        return Err("not an Arrow IPC file (no leading magic)".to_string());
+    }
+    let trailer_start = bytes.len() - TRAILER_BYTES;
+    let trailer: [u8; TRAILER_BYTES] = bytes[trailer_start..]
+        .try_into()
+        .map_err(|_| "the trailer is not 10 bytes".to_string())?;
+    let footer_length = read_footer_length(trailer).map_err(|error| error.to_string())?;
+    let footer_start = trailer_start
+        .checked_sub(footer_length)
+        .ok_or_else(|| format!("the footer length {footer_length} exceeds the file"))?;
+    Ok((footer_start, trailer_start))
+}
+
+/// Where one message block lies in the file.
+struct BlockRange {
+    /// Its first byte.
+    start: usize,
+    /// The length of its encapsulated metadata (marker, length, flatbuffer, padding).
+    metadata: usize,
+    /// One past its body's last byte.
+    end: usize,
+}
+
+/// Where `block` lies, checked to be before the footer.
+fn block_range(block: &Block, footer_start: usize) -> Result<BlockRange, String> {
     let start = usize::try_from(block.offset()).ok();
-    let metadata_length = usize::try_from(block.metaDataLength()).ok();
-    let body_length = usize::try_from(block.bodyLength()).ok();
-    let range = match (start, metadata_length, body_length) {
-        (Some(start), Some(metadata_length), Some(body_length)) => metadata_length
-            .checked_add(body_length)
-            .and_then(|length| Some((start, length, start.checked_add(length)?))),
+    let metadata = usize::try_from(block.metaDataLength()).ok();
+    let body = usize::try_from(block.bodyLength()).ok();
+    let range = match (start, metadata, body) {
+        (Some(start), Some(metadata), Some(body)) => metadata
+            .checked_add(body)
+            .and_then(|length| start.checked_add(length))
+            .map(|end| BlockRange { start, metadata, end }),
         _ => None,
     };
     match range {
-        Some((start, length, end)) if end <= footer_start => Ok(contents.slice_with_length(start, length)),
+        Some(range) if range.end <= footer_start => Ok(range),
         _ => Err(format!(
             "a block (offset {}, metadata {}, body {}) lies outside the file",
             block.offset(),
@@ -312,6 +442,12 @@ fn block_bytes(contents: &Buffer, footer_start: usize, block: &Block) -> Result<
             block.bodyLength()
         )),
     }
+}
+
+/// The bytes of one message block, checked to lie before the footer.
+fn block_bytes(contents: &Buffer, footer_start: usize, block: &Block) -> Result<Buffer, String> {
+    let range = block_range(block, footer_start)?;
+    Ok(contents.slice_with_length(range.start, range.end - range.start))
 }
 
 #[cfg(test)]
@@ -385,6 +521,43 @@ mod tests {
             read_chunk_file(&dir.path().join("absent"), &wrong_name),
             Err(ReadFailure::Corrupt { .. })
         ));
+        assert!(matches!(
+            read_chunk_file_bytes(&path, &wrong_name),
+            Err(ReadFailure::Corrupt { .. })
+        ));
+        Ok(())
+    }
+
+    /// A chunk file splits into its schema and batch messages, each a slice of the file; a
+    /// truncated or damaged file gives an error, never a panic or a slice out of bounds.
+    #[test]
+    fn chunk_files_split_into_ipc_messages_and_damage_is_an_error() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let key = ChunkKey::parse("sample")?;
+        let temp = write_temp_chunk_file(
+            dir.path(),
+            &key,
+            &sample_batch(),
+            FileSync::Lazy,
+            &WriteFaults::default(),
+        )
+        .map_err(|failure| anyhow::anyhow!("{failure:?}"))?;
+        let contents = read_chunk_file_bytes(&temp.temp_path, &temp.file.name)
+            .map_err(|failure| anyhow::anyhow!("{failure:?}"))?;
+        let messages = chunk_file_messages(&contents).map_err(|reason| anyhow::anyhow!(reason))?;
+        assert_eq!(messages.len(), 2, "the schema and one batch");
+        assert!(messages[0].body.is_empty());
+        assert!(!messages[1].body.is_empty());
+
+        for cut in 0..contents.len() {
+            assert!(chunk_file_messages(&contents.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        for at in 0..contents.len() {
+            let mut damaged = contents.to_vec();
+            damaged[at] ^= 0xa5;
+            // Some flips only touch data bytes; none may panic.
+            let _ = chunk_file_messages(&bytes::Bytes::from(damaged));
+        }
         Ok(())
     }
 }

@@ -50,9 +50,10 @@ pub mod stored_chunk;
 #[cfg(test)]
 mod tests;
 
-pub use chunk_store::ChunkStore;
+pub use chunk_store::{ChunkForSending, ChunkStore};
 pub use config::{StoreConfig, DEFAULT_PAUSE_FRACTION, DEFAULT_SPILL_FRACTION, DEFAULT_TARGET_FRACTION};
 pub use error::StoreError;
+pub use file::IpcMessage;
 pub use memory::batch_memory_bytes;
 pub use open::OpenReport;
 pub use stats::StoreStats;

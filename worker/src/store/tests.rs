@@ -579,3 +579,75 @@ fn concurrent_use_keeps_the_accounting_consistent() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The Flight messages of a chunk as [`ChunkStore::get_for_sending`] gives them, decoded as a
+/// client decodes a `DoGet` answer.
+fn decode_sent(chunk: super::ChunkForSending) -> anyhow::Result<Vec<RecordBatch>> {
+    use futures::TryStreamExt;
+    let messages = match chunk {
+        super::ChunkForSending::File(messages) => messages,
+        super::ChunkForSending::Batch(batch) => anyhow::bail!("expected the file's messages, got a batch {batch:?}"),
+    };
+    let flight_data = messages.into_iter().map(|message| {
+        Ok(arrow_flight::FlightData {
+            data_header: message.header,
+            data_body: message.body,
+            ..Default::default()
+        })
+    });
+    let decoded =
+        arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(flight_data));
+    Ok(futures::executor::block_on(decoded.try_collect())?)
+}
+
+/// A chunk only on disk is sent as its file's IPC messages (dictionaries included), which a
+/// Flight client decodes to the original batch; sending does not bring it back into memory. A
+/// chunk in memory is sent as its batch.
+#[test]
+fn spilled_chunk_is_sent_from_its_file_without_unspilling() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (store, _) = open_store(dir.path())?;
+    let original = mixed_batch();
+    store.put(key("mixed"), original.clone())?;
+    for index in 0..4 {
+        store.put(key(&format!("filler-{index}")), int_batch(25_000, index))?;
+    }
+    assert!(!is_in_memory(&store, "mixed"), "the oldest chunk spilled");
+
+    assert_eq!(
+        decode_sent(store.get_for_sending(&key("mixed"))?)?,
+        vec![original.clone()]
+    );
+    assert!(!is_in_memory(&store, "mixed"), "sending did not unspill it");
+    assert_eq!(store.stats().unspill_count, 0);
+
+    let resident = store.get_for_sending(&key("filler-3"))?;
+    assert!(
+        matches!(&resident, super::ChunkForSending::Batch(batch) if *batch == int_batch(25_000, 3)),
+        "a chunk in memory is sent as its batch: {resident:?}"
+    );
+    assert!(matches!(
+        store.get_for_sending(&key("absent")),
+        Err(StoreError::NotFound { .. })
+    ));
+    Ok(())
+}
+
+/// A corrupt file found when sending is handled as by `get`: reported, deleted, forgotten.
+#[test]
+fn corrupt_file_found_when_sending_is_dropped() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stored = {
+        let (store, _) = open_store(dir.path())?;
+        store.put_durable(key("fragile"), int_batch(1000, 0))?
+    };
+    let (store, _) = open_store(dir.path())?;
+    flip_a_byte(&dir.path().join(chunk_file_name("fragile", stored.checksum)?))?;
+    match store.get_for_sending(&key("fragile")) {
+        Err(StoreError::Corrupt { reason, .. }) => assert!(reason.contains("checksum mismatch"), "{reason}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(!store.contains(&key("fragile")));
+    assert!(file_names(dir.path())?.is_empty());
+    Ok(())
+}
