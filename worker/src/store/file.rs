@@ -28,6 +28,8 @@ use crate::ChunkKey;
 const ARROW_MAGIC: &[u8; 6] = b"ARROW1";
 /// The trailer of an Arrow IPC file: the footer length (4 bytes) and the magic.
 const TRAILER_BYTES: usize = 10;
+/// How much of a file is read before it is checksummed, when a file is read for sending.
+const CHECKSUM_PIECE_BYTES: u64 = 256 * 1024;
 /// The write buffer between the IPC encoder and the file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
@@ -210,9 +212,23 @@ pub(crate) fn read_chunk_file_bytes(path: &Path, name: &ChunkFileName) -> Result
         .map_err(|_| ReadFailure::Corrupt {
             reason: format!("{} is too large to load ({length} bytes)", path.display()),
         })?;
-    file.read_to_end(&mut contents)
-        .map_err(|source| ReadFailure::Io { source })?;
-    check_checksum(path, name, &contents)?;
+    // Read in pieces, each checksummed right after it lands (while it is still in the
+    // CPU's cache), rather than the whole file and then a second pass over memory.
+    let mut checksum = 0;
+    loop {
+        let start = contents.len();
+        let read = (&mut file)
+            .take(CHECKSUM_PIECE_BYTES)
+            .read_to_end(&mut contents)
+            .map_err(|source| ReadFailure::Io { source })?;
+        checksum = crc32c::crc32c_append(checksum, &contents[start..]);
+        if read == 0 {
+            break;
+        }
+    }
+    if checksum != name.checksum {
+        return Err(checksum_mismatch(path, name, checksum));
+    }
     Ok(bytes::Bytes::from(contents))
 }
 
@@ -305,15 +321,20 @@ fn expect_header(header: &[u8], expected: MessageHeader) -> Result<(), String> {
 fn check_checksum(path: &Path, name: &ChunkFileName, contents: &[u8]) -> Result<(), ReadFailure> {
     let actual_checksum = crc32c::crc32c(contents);
     if actual_checksum != name.checksum {
-        return Err(ReadFailure::Corrupt {
-            reason: format!(
-                "checksum mismatch in {}: the bytes have crc32c {actual_checksum:08x}, the name says {:08x}",
-                path.display(),
-                name.checksum
-            ),
-        });
+        return Err(checksum_mismatch(path, name, actual_checksum));
     }
     Ok(())
+}
+
+/// The failure of a file whose bytes have crc32c `actual`, not the one `name` records.
+fn checksum_mismatch(path: &Path, name: &ChunkFileName, actual: u32) -> ReadFailure {
+    ReadFailure::Corrupt {
+        reason: format!(
+            "checksum mismatch in {}: the bytes have crc32c {actual:08x}, the name says {:08x}",
+            path.display(),
+            name.checksum
+        ),
+    }
 }
 
 /// Opens a chunk file for reading; a missing file is corrupt (the store lists it).
