@@ -280,32 +280,43 @@ fn corrupt_file_is_reported_at_open_and_never_returned() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A file damaged after open is caught by `get`: the file is deleted, the key dropped, and
-/// `Corrupt` returned — never the damaged data — and the key is gone afterwards.
+/// A file damaged after open is caught by `get`, and by `get_for_sending`: the file is
+/// deleted, the key dropped, and `Corrupt` returned — never the damaged data — and the key is
+/// gone afterwards.
 #[test]
 fn corrupt_file_found_by_get_is_dropped() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let stored = {
+    type Read = fn(&ChunkStore, &ChunkKey) -> Result<(), StoreError>;
+    let reads: [(&str, Read); 2] = [
+        ("get", |store, key| store.get(key).map(drop)),
+        ("get_for_sending", |store, key| store.get_for_sending(key).map(drop)),
+    ];
+    for (name, read) in reads {
+        let dir = tempfile::tempdir()?;
+        let stored = {
+            let (store, _) = open_store(dir.path())?;
+            store.put_durable(key("fragile"), int_batch(1000, 0))?
+        };
         let (store, _) = open_store(dir.path())?;
-        store.put_durable(key("fragile"), int_batch(1000, 0))?
-    };
-    let (store, _) = open_store(dir.path())?;
-    assert!(!is_in_memory(&store, "fragile"));
-    flip_a_byte(&dir.path().join(chunk_file_name("fragile", stored.checksum)?))?;
+        assert!(!is_in_memory(&store, "fragile"));
+        flip_a_byte(&dir.path().join(chunk_file_name("fragile", stored.checksum)?))?;
 
-    match store.get(&key("fragile")) {
-        Err(StoreError::Corrupt {
-            key: corrupt_key,
-            reason,
-        }) => {
-            assert_eq!(corrupt_key, key("fragile"));
-            assert!(reason.contains("checksum mismatch"), "{reason}");
+        match read(&store, &key("fragile")) {
+            Err(StoreError::Corrupt {
+                key: corrupt_key,
+                reason,
+            }) => {
+                assert_eq!(corrupt_key, key("fragile"));
+                assert!(reason.contains("checksum mismatch"), "{name}: {reason}");
+            }
+            other => panic!("{name}: expected Corrupt, got {other:?}"),
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        assert!(!store.contains(&key("fragile")), "{name}");
+        assert!(file_names(dir.path())?.is_empty(), "{name}");
+        assert!(
+            matches!(read(&store, &key("fragile")), Err(StoreError::NotFound { .. })),
+            "{name}"
+        );
     }
-    assert!(!store.contains(&key("fragile")));
-    assert!(file_names(dir.path())?.is_empty());
-    assert!(matches!(store.get(&key("fragile")), Err(StoreError::NotFound { .. })));
     Ok(())
 }
 
@@ -630,24 +641,5 @@ fn spilled_chunk_is_sent_from_its_file_without_unspilling() -> anyhow::Result<()
         store.get_for_sending(&key("absent")),
         Err(StoreError::NotFound { .. })
     ));
-    Ok(())
-}
-
-/// A corrupt file found when sending is handled as by `get`: reported, deleted, forgotten.
-#[test]
-fn corrupt_file_found_when_sending_is_dropped() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let stored = {
-        let (store, _) = open_store(dir.path())?;
-        store.put_durable(key("fragile"), int_batch(1000, 0))?
-    };
-    let (store, _) = open_store(dir.path())?;
-    flip_a_byte(&dir.path().join(chunk_file_name("fragile", stored.checksum)?))?;
-    match store.get_for_sending(&key("fragile")) {
-        Err(StoreError::Corrupt { reason, .. }) => assert!(reason.contains("checksum mismatch"), "{reason}"),
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-    assert!(!store.contains(&key("fragile")));
-    assert!(file_names(dir.path())?.is_empty());
     Ok(())
 }
