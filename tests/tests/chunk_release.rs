@@ -61,3 +61,36 @@ async fn orphans_go_published_chunks_stay() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// With the default orphan grace (5 minutes): a dataset unpublished right after its
+/// publish, before any heartbeat reply could show its chunks referenced, still frees
+/// its files within seconds (the leader's reply says which unreferenced chunks a
+/// committed write dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_dropped_before_any_heartbeat_saw_them_are_released_at_once() -> anyhow::Result<()> {
+    let cluster = TestCluster::start_with_workers(3, 1, "256MiB", &[]).await?;
+    let client = cluster.client().await?;
+    let source = table(0, 3_000);
+    let options = PublishOptions {
+        chunk_rows: 1_000,
+        ..Default::default()
+    };
+    for round in 0..3 {
+        let batches = futures::stream::iter(vec![Ok::<_, arrow::error::ArrowError>(source.clone())]);
+        client
+            .publish_batches(&format!("brief-{round}"), source.schema(), batches, options.clone())
+            .await?;
+        client.unpublish_dataset(&format!("brief-{round}")).await?;
+    }
+    phase("unpublished at once: released within seconds, not after the orphan grace");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cluster.chunk_files(1).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} chunk files left 15 s after unpublish",
+            cluster.chunk_files(1).len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}

@@ -202,7 +202,7 @@ async fn heartbeat(
                     return Err("the leader does not know this worker as alive".to_string());
                 }
                 let reported = unanswered.pop_front().unwrap_or_default();
-                release(config, data, ages, &reported, reply.unreferenced).await;
+                release(config, data, ages, &reported, reply.unreferenced, reply.dropped).await;
             }
             _ = tick.tick() => {
                 if !unanswered.is_empty() && last_answer.elapsed() > silence_limit {
@@ -228,14 +228,18 @@ fn upload_of(key: &str) -> &str {
     key.rsplit_once('.').map_or(key, |(upload, _)| upload)
 }
 
-/// Deletes the unreferenced chunks whose time has come.
+/// Deletes the unreferenced chunks whose time has come: at once those a dataset
+/// referred to (seen referenced in an earlier reply, or `dropped` by a write the
+/// leader committed), the others once their upload is older than the orphan grace.
 async fn release(
     config: &WorkerConfig,
     data: &WorkerData,
     ages: &mut ChunkAges,
     reported: &[String],
     unreferenced: Vec<String>,
+    dropped: Vec<String>,
 ) {
+    let dropped: HashSet<String> = dropped.into_iter().collect();
     let now = Instant::now();
     let unreferenced: HashSet<String> = unreferenced.into_iter().collect();
     let held: HashSet<&String> = reported.iter().collect();
@@ -259,7 +263,7 @@ async fn release(
         .map(|(upload, first)| (upload.to_string(), first))
         .collect();
     for key in unreferenced {
-        let was_published = ages.seen_referenced.contains(&key);
+        let was_published = ages.seen_referenced.contains(&key) || dropped.contains(&key);
         let orphan_expired = youngest_of_upload
             .get(upload_of(&key))
             .is_some_and(|first| now.duration_since(*first) >= config.orphan_grace);

@@ -1,5 +1,7 @@
 //! The `Catalog` gRPC service: publish, unpublish, get, info, list.
 
+use std::collections::HashSet;
+
 use cairn_proto::v1 as pb;
 use cairn_proto::v1::catalog_server::Catalog;
 use tonic::{Request, Response, Status};
@@ -87,6 +89,28 @@ impl CatalogService {
         }
     }
 
+    /// Remembers which chunks a committed write touched are referred to no more (an
+    /// unpublished or overridden dataset's), and which are again, for the heartbeat
+    /// replies ([`super::consensus::DroppedChunks`]).
+    fn note_dropped(&self, touched: &[String]) {
+        if touched.is_empty() {
+            return;
+        }
+        let unreferenced: HashSet<String> = self.read(|state| state.unreferenced(touched)).into_iter().collect();
+        let mut dropped = self
+            .consensus
+            .dropped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for key in touched {
+            if unreferenced.contains(key) {
+                dropped.insert(key.clone());
+            } else {
+                dropped.remove(key);
+            }
+        }
+    }
+
     /// Proposes a write; a write on an unknown or expired session is refused.
     async fn write(&self, request: RequestId, operation: Operation) -> Result<pb::WriteReply, ServerError> {
         if self.consensus.injected_bugs.ack_before_commit {
@@ -101,6 +125,7 @@ impl CatalogService {
         let outcome = self.consensus.propose_together(&command).await?;
         match outcome {
             ControlOutcome::Write(Ok(ack)) => {
+                self.note_dropped(&touched);
                 self.update_pins(touched);
                 Ok(pb::WriteReply {
                     log_index: ack.log_index,

@@ -1,6 +1,7 @@
 //! Proposing control commands and linearizable reads, in the server's error terms.
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_raft::codec;
@@ -25,6 +26,51 @@ pub struct Consensus {
     pub injected_bugs: InjectedBugs,
     /// The queue of writes that may share a log entry ([`Consensus::propose_together`]).
     batcher: mpsc::UnboundedSender<Proposal>,
+    /// Chunks that writes this replica committed as leader stopped referring to.
+    pub dropped: Arc<Mutex<DroppedChunks>>,
+}
+
+/// The chunk keys that committed writes of this leader left unreferenced (the last
+/// [`DroppedChunks::CAPACITY`]), so heartbeat replies can tell workers to delete
+/// them at once: a worker deletes an unreferenced chunk at once only if it saw it
+/// referenced, which a dataset published and unpublished between two heartbeats
+/// never is.
+#[derive(Debug, Default)]
+pub struct DroppedChunks {
+    /// The keys, oldest first.
+    order: VecDeque<String>,
+    /// The same keys, for lookups.
+    keys: HashSet<String>,
+}
+
+impl DroppedChunks {
+    /// How many keys are remembered.
+    pub const CAPACITY: usize = 1 << 20;
+
+    /// `key` was left unreferenced by a committed write.
+    pub fn insert(&mut self, key: String) {
+        if !self.keys.insert(key.clone()) {
+            return;
+        }
+        self.order.push_back(key);
+        while self.order.len() > Self::CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.keys.remove(&oldest);
+            }
+        }
+    }
+
+    /// `key` is referred to again (published anew).
+    pub fn remove(&mut self, key: &str) {
+        if self.keys.remove(key) {
+            self.order.retain(|kept| kept != key);
+        }
+    }
+
+    /// Whether `key` was left unreferenced by a committed write.
+    pub fn contains(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
 }
 
 /// How many batches of client writes may be in Raft at once. openraft 0.9 appends
@@ -87,6 +133,7 @@ impl Consensus {
             request_timeout,
             injected_bugs,
             batcher,
+            dropped: Arc::default(),
         }
     }
 

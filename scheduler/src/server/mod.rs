@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 pub use admin_service::AdminService;
 pub use bugs::{InjectedBugs, BUG_NAMES};
 pub use catalog_service::CatalogService;
-pub use consensus::Consensus;
+pub use consensus::{Consensus, DroppedChunks};
 pub use dispatch::Dispatcher;
 pub use error::{ServerError, ERROR_KIND_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY};
 pub use flight_service::CatalogFlightService;

@@ -88,9 +88,21 @@ async fn answer(
     if alive {
         liveness.heard(worker, beat);
     }
+    let dropped = {
+        let dropped = consensus
+            .dropped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        unreferenced
+            .iter()
+            .filter(|key| dropped.contains(key))
+            .cloned()
+            .collect()
+    };
     Ok(pb::HeartbeatReply {
         unreferenced,
         reregister: !alive,
+        dropped,
     })
 }
 
