@@ -102,6 +102,18 @@ fn flip_a_byte(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A store in `dir` holding [`mixed_batch`] as "mixed", pushed to disk by four fillers put
+/// after it; and the batch.
+fn store_with_mixed_spilled(dir: &Path) -> anyhow::Result<(ChunkStore, RecordBatch)> {
+    let (store, _) = open_store(dir)?;
+    let original = mixed_batch();
+    store.put(key("mixed"), original.clone())?;
+    for index in 0..4 {
+        store.put(key(&format!("filler-{index}")), int_batch(25_000, index))?;
+    }
+    Ok((store, original))
+}
+
 /// Slices of one batch share its allocation: the store counts it once however many chunks hold
 /// it, each chunk's own size is the whole allocation, and the bytes are released only when the
 /// last chunk using it leaves memory (by delete or by spill) — otherwise slicing an upload into
@@ -181,12 +193,7 @@ fn least_recently_used_chunk_spills_first_and_get_refreshes() -> anyhow::Result<
 #[test]
 fn spilled_chunk_reads_back_identical() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (store, _) = open_store(dir.path())?;
-    let original = mixed_batch();
-    store.put(key("mixed"), original.clone())?;
-    for index in 0..4 {
-        store.put(key(&format!("filler-{index}")), int_batch(25_000, index))?;
-    }
+    let (store, original) = store_with_mixed_spilled(dir.path())?;
     let spilled = store
         .chunk(&key("mixed"))
         .ok_or_else(|| anyhow::anyhow!("mixed is gone"))?;
@@ -617,12 +624,7 @@ fn decode_sent(chunk: super::ChunkForSending) -> anyhow::Result<Vec<RecordBatch>
 #[test]
 fn spilled_chunk_is_sent_from_its_file_without_unspilling() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (store, _) = open_store(dir.path())?;
-    let original = mixed_batch();
-    store.put(key("mixed"), original.clone())?;
-    for index in 0..4 {
-        store.put(key(&format!("filler-{index}")), int_batch(25_000, index))?;
-    }
+    let (store, original) = store_with_mixed_spilled(dir.path())?;
     assert!(!is_in_memory(&store, "mixed"), "the oldest chunk spilled");
 
     assert_eq!(
