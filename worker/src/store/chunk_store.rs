@@ -266,6 +266,21 @@ impl ChunkStore {
         self.lock_state().chunks()
     }
 
+    /// Removes the chunk at once if it is only in memory (bookkeeping, no I/O) and returns
+    /// `true`, also when it is absent; `false`, changing nothing, when it has a file or
+    /// writes are paused after a disk failure: then [`ChunkStore::delete`] it.
+    pub fn delete_if_in_memory_only(&self, key: &ChunkKey) -> bool {
+        let mut state = self.lock_state();
+        match state.file_of(key) {
+            None => true,
+            Some(None) if !state.has_disk_failure() => {
+                state.remove(key);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
     /// Removes the chunk from memory and disk (the file deleted and the directory fsync'd);
     /// `Ok(false)` if it was absent. If the file cannot be removed, the chunk stays and the error
     /// is returned; if only the directory fsync fails, the chunk is gone but the error is returned

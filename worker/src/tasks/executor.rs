@@ -262,14 +262,24 @@ fn perform(inner: &Arc<Inner>, instructions: Vec<Instruction>, place: Place) {
             }
             Instruction::ReportCancelled(key) => report(inner, Report::Cancelled(key)),
             Instruction::Release(keys) => {
+                // A result only in memory is forgotten here and now: a start of the
+                // same key that follows (in this message or a later one) computes it
+                // again instead of answering "already stored" from a copy about to
+                // be deleted. Results with a file go on a blocking thread (unlink and
+                // directory fsync).
+                let with_files: Vec<ChunkKey> = keys
+                    .iter()
+                    .filter_map(|key| ChunkKey::parse(key).ok())
+                    .filter(|chunk| !inner.store.delete_if_in_memory_only(chunk))
+                    .collect();
+                if with_files.is_empty() {
+                    continue;
+                }
                 let store = inner.store.clone();
                 inner.runtime.spawn_blocking(move || {
-                    for key in keys {
-                        let Ok(chunk) = ChunkKey::parse(&key) else {
-                            continue;
-                        };
+                    for chunk in with_files {
                         if let Err(error) = store.delete(&chunk) {
-                            tracing::warn!(%key, %error, "cannot release a task result");
+                            tracing::warn!(key = %chunk, %error, "cannot release a task result");
                         }
                     }
                 });
@@ -694,6 +704,47 @@ mod tests {
         assert_eq!(fixture.store.get(&key("out"))?, fixture.store.get(&key(input))?);
         let threads = fixture.threads.lock().expect("not poisoned");
         Ok(threads.last().cloned().unwrap_or_default())
+    }
+
+    /// The leader releases a result and assigns its task again in one message (it lost
+    /// track of the copy, then needs the result): the task is computed again and its
+    /// result stays, instead of being answered "already stored" from the copy the
+    /// release then deletes (the leader would believe the worker holds a result it no
+    /// longer has).
+    #[tokio::test]
+    async fn a_result_released_and_assigned_again_in_one_message_is_computed_and_kept() -> anyhow::Result<()> {
+        let mut fixture = fixture(64 << 20)?;
+        fixture.store.put(key("small"), int_batch(100))?;
+        fixture.store.put(key("out"), int_batch(3))?;
+        fixture.executor.receive(pb::SchedulerTaskMessage {
+            term: 1,
+            assign: vec![pb::Assignment {
+                task: Some(pb::TaskSpec {
+                    key: "out".into(),
+                    op: "light_op".into(),
+                    args: vec![pb::TaskArg {
+                        arg: Some(pb::task_arg::Arg::Task("small".into())),
+                    }],
+                }),
+                inputs: vec![pb::InputLocation {
+                    key: "small".into(),
+                    holders: vec![],
+                }],
+                priority: 0,
+            }],
+            cancel: vec![],
+            release: vec!["out".into()],
+        });
+        let report = tokio::time::timeout(std::time::Duration::from_secs(10), fixture.reports.recv()).await?;
+        assert!(
+            matches!(&report, Some(Report::Finished { key, rows: 100, .. }) if key == "out"),
+            "{report:?}"
+        );
+        // Any delete still on its way would land meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(fixture.store.get(&key("out"))?, int_batch(100));
+        assert_eq!(fixture.threads.lock().expect("not poisoned").len(), 1, "computed again");
+        Ok(())
     }
 
     fn on_task_thread(thread: &str) -> bool {
