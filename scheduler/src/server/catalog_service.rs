@@ -97,11 +97,7 @@ impl CatalogService {
             return;
         }
         let unreferenced: HashSet<String> = self.read(|state| state.unreferenced(touched)).into_iter().collect();
-        let mut dropped = self
-            .consensus
-            .dropped
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut dropped = self.consensus.dropped();
         for key in touched {
             if unreferenced.contains(key) {
                 dropped.insert(key.clone());

@@ -1,11 +1,11 @@
 //! Proposing control commands and linearizable reads, in the server's error terms.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_raft::codec;
-use cairn_raft::{Command, Replica, ReplicaError, StateHandle};
+use cairn_raft::{Command, Outcome, Replica, ReplicaError, StateHandle};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::bugs::InjectedBugs;
@@ -27,7 +27,7 @@ pub struct Consensus {
     /// The queue of writes that may share a log entry ([`Consensus::propose_together`]).
     batcher: mpsc::UnboundedSender<Proposal>,
     /// Chunks that writes this replica committed as leader stopped referring to.
-    pub dropped: Arc<Mutex<DroppedChunks>>,
+    dropped: Arc<Mutex<DroppedChunks>>,
 }
 
 /// The chunk keys that committed writes of this leader left unreferenced (the last
@@ -168,12 +168,13 @@ impl Consensus {
         let outcomes = self.replica.propose_in_order(entries, self.request_timeout).await?;
         outcomes
             .iter()
-            .map(|outcome| {
-                codec::decode("control outcome", &outcome.0).map_err(|error| ServerError::Unavailable {
-                    reason: format!("undecodable outcome: {error}"),
-                })
-            })
+            .map(|outcome| decode_outcome(outcome).map_err(|reason| ServerError::Unavailable { reason }))
             .collect()
+    }
+
+    /// The chunks that writes this replica committed as leader stopped referring to.
+    pub fn dropped(&self) -> MutexGuard<'_, DroppedChunks> {
+        self.dropped.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Deliberate bug `ack-before-commit` only: appends `command` to the leader's log
@@ -250,8 +251,12 @@ async fn propose_entry(
         .propose(entry, timeout)
         .await
         .map_err(ProposalFailure::Replica)?;
-    codec::decode("control outcome", &outcome.0)
-        .map_err(|error| ProposalFailure::Unavailable(format!("undecodable outcome: {error}")))
+    decode_outcome(&outcome).map_err(ProposalFailure::Unavailable)
+}
+
+/// The control outcome an applied entry returned.
+fn decode_outcome(outcome: &Outcome) -> Result<ControlOutcome, String> {
+    codec::decode("control outcome", &outcome.0).map_err(|error| format!("undecodable outcome: {error}"))
 }
 
 /// Proposes the batch as one entry (a lone write as itself) and hands each write its

@@ -11,12 +11,11 @@
 //! waiting client's wait (clients retry at the new leader).
 
 use std::collections::BTreeMap;
-
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_proto::v1 as pb;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 

@@ -89,10 +89,7 @@ async fn answer(
         liveness.heard(worker, beat);
     }
     let dropped = {
-        let dropped = consensus
-            .dropped
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dropped = consensus.dropped();
         unreferenced
             .iter()
             .filter(|key| dropped.contains(key))
