@@ -18,7 +18,7 @@ use arrow::error::ArrowError;
 use arrow::ipc::convert::try_fb_to_schema;
 use arrow::ipc::reader::{read_footer_length, FileDecoder};
 use arrow::ipc::writer::FileWriter;
-use arrow::ipc::{root_as_footer, root_as_message, Block, MessageHeader};
+use arrow::ipc::{root_as_footer, root_as_message, Block, Footer, MessageHeader};
 
 use super::disk::{remove_file_if_present, WriteFaults};
 use super::file_name::{temp_file_name, ChunkFileName};
@@ -247,8 +247,7 @@ pub struct IpcMessage {
 /// `contents`. Every offset is checked, and each header must parse as the message it should be.
 pub(crate) fn chunk_file_messages(contents: &bytes::Bytes) -> Result<Vec<IpcMessage>, String> {
     let bytes = contents.as_ref();
-    let (footer_start, trailer_start) = footer_range(bytes)?;
-    let footer = root_as_footer(&bytes[footer_start..trailer_start]).map_err(|error| format!("bad footer: {error}"))?;
+    let (footer, footer_start) = read_footer(bytes)?;
     // The schema message opens the stream, after the magic and the zeros that pad it to
     // the writer's alignment (8 or more): the first 8-aligned word that is not zero.
     let mut schema_at = ARROW_MAGIC.len() + 2;
@@ -389,8 +388,7 @@ fn decode_chunk_file(contents: &Buffer) -> Result<RecordBatch, String> {
 /// The body of [`decode_chunk_file`].
 fn decode_chunk_file_unguarded(contents: &Buffer) -> Result<RecordBatch, String> {
     let bytes = contents.as_slice();
-    let (footer_start, trailer_start) = footer_range(bytes)?;
-    let footer = root_as_footer(&bytes[footer_start..trailer_start]).map_err(|error| format!("bad footer: {error}"))?;
+    let (footer, footer_start) = read_footer(bytes)?;
     let schema = footer.schema().ok_or_else(|| "the footer has no schema".to_string())?;
     let schema = try_fb_to_schema(schema).map_err(|error| format!("bad schema: {error}"))?;
 
@@ -415,9 +413,9 @@ fn decode_chunk_file_unguarded(contents: &Buffer) -> Result<RecordBatch, String>
         .ok_or_else(|| "the record batch block holds no batch".to_string())
 }
 
-/// Where the footer of an IPC file's `bytes` starts and ends (the trailer follows it),
-/// after checking the leading magic.
-fn footer_range(bytes: &[u8]) -> Result<(usize, usize), String> {
+/// The footer of the IPC file in `bytes` and where it starts, after checking the
+/// leading magic and the trailer.
+fn read_footer(bytes: &[u8]) -> Result<(Footer<'_>, usize), String> {
     if bytes.len() < ARROW_MAGIC.len() + TRAILER_BYTES || !bytes.starts_with(ARROW_MAGIC) {
         return Err("not an Arrow IPC file (no leading magic)".to_string());
     }
@@ -429,7 +427,8 @@ fn footer_range(bytes: &[u8]) -> Result<(usize, usize), String> {
     let footer_start = trailer_start
         .checked_sub(footer_length)
         .ok_or_else(|| format!("the footer length {footer_length} exceeds the file"))?;
-    Ok((footer_start, trailer_start))
+    let footer = root_as_footer(&bytes[footer_start..trailer_start]).map_err(|error| format!("bad footer: {error}"))?;
+    Ok((footer, footer_start))
 }
 
 /// Where one message block lies in the file.
