@@ -333,24 +333,15 @@ impl FlightService for WorkerFlightService {
         let messages = futures::stream::once(async move {
             let store = data.store.clone();
             let lookup = key.clone();
-            let chunk = blocking(move || match store.get_for_sending(&lookup)? {
-                // Too big for one message: decoded, and encoded in several.
-                ChunkForSending::File(messages)
-                    if messages
-                        .iter()
-                        .any(|message| message.body.len() > MAX_MESSAGE_BYTES / 2) =>
-                {
-                    store.get(&lookup).map(ChunkForSending::Batch)
-                }
-                chunk => Ok(chunk),
-            })
-            .await
-            .inspect_err(|status| {
-                if status.code() == tonic::Code::DataLoss {
-                    tracing::error!(chunk = %key, error = %status.message(), "corrupt chunk dropped, not served");
-                    data.report_lost(&key);
-                }
-            })?;
+            // A file too big for one message comes back decoded, for the encoder to split.
+            let chunk = blocking(move || store.get_for_sending(&lookup, (MAX_MESSAGE_BYTES / 2) as u64))
+                .await
+                .inspect_err(|status| {
+                    if status.code() == tonic::Code::DataLoss {
+                        tracing::error!(chunk = %key, error = %status.message(), "corrupt chunk dropped, not served");
+                        data.report_lost(&key);
+                    }
+                })?;
             Ok::<_, Status>(chunk_messages(chunk))
         })
         .try_flatten();

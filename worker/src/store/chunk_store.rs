@@ -185,14 +185,19 @@ impl ChunkStore {
     /// The chunk as it is to be sent: its batch when it is in memory (a use, as for
     /// [`ChunkStore::get`]); otherwise its file's bytes, checksum verified but not decoded,
     /// and the chunk is *not* brought back into memory (a reader streaming a dataset
-    /// larger than memory does not push out what the worker's tasks use). A corrupt file
-    /// is handled as by [`ChunkStore::get`].
-    pub fn get_for_sending(&self, key: &ChunkKey) -> Result<ChunkForSending, StoreError> {
+    /// larger than memory does not push out what the worker's tasks use). A file larger
+    /// than `max_file_bytes` (its batch would not fit one message) is read as by
+    /// [`ChunkStore::get`] instead, and the batch returned. A corrupt file is handled as
+    /// by [`ChunkStore::get`].
+    pub fn get_for_sending(&self, key: &ChunkKey, max_file_bytes: u64) -> Result<ChunkForSending, StoreError> {
         for _attempt in 0..READ_ATTEMPTS {
             let lookup = self.lock_state().lookup_for_read(key);
             let (generation, file) = match lookup {
                 ReadLookup::InMemory(batch) => return Ok(ChunkForSending::Batch(batch)),
                 ReadLookup::Absent => return Err(StoreError::NotFound { key: key.clone() }),
+                ReadLookup::OnDisk { file, .. } if file.bytes > max_file_bytes => {
+                    return self.get(key).map(ChunkForSending::Batch)
+                }
                 ReadLookup::OnDisk { generation, file } => (generation, file),
             };
             let path = self.path_of(&file.name);

@@ -295,7 +295,9 @@ fn corrupt_file_found_by_get_is_dropped() -> anyhow::Result<()> {
     type Read = fn(&ChunkStore, &ChunkKey) -> Result<(), StoreError>;
     let reads: [(&str, Read); 2] = [
         ("get", |store, key| store.get(key).map(drop)),
-        ("get_for_sending", |store, key| store.get_for_sending(key).map(drop)),
+        ("get_for_sending", |store, key| {
+            store.get_for_sending(key, u64::MAX).map(drop)
+        }),
     ];
     for (name, read) in reads {
         let dir = tempfile::tempdir()?;
@@ -620,7 +622,7 @@ fn decode_sent(chunk: super::ChunkForSending) -> anyhow::Result<Vec<RecordBatch>
 
 /// A chunk only on disk is sent as its file's IPC messages (dictionaries included), which a
 /// Flight client decodes to the original batch; sending does not bring it back into memory. A
-/// chunk in memory is sent as its batch.
+/// chunk in memory is sent as its batch, and so is one whose file is over the size given.
 #[test]
 fn spilled_chunk_is_sent_from_its_file_without_unspilling() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -628,20 +630,28 @@ fn spilled_chunk_is_sent_from_its_file_without_unspilling() -> anyhow::Result<()
     assert!(!is_in_memory(&store, "mixed"), "the oldest chunk spilled");
 
     assert_eq!(
-        decode_sent(store.get_for_sending(&key("mixed"))?)?,
+        decode_sent(store.get_for_sending(&key("mixed"), u64::MAX)?)?,
         vec![original.clone()]
     );
     assert!(!is_in_memory(&store, "mixed"), "sending did not unspill it");
     assert_eq!(store.stats().unspill_count, 0);
 
-    let resident = store.get_for_sending(&key("filler-3"))?;
+    let resident = store.get_for_sending(&key("filler-3"), u64::MAX)?;
     assert!(
         matches!(&resident, super::ChunkForSending::Batch(batch) if *batch == int_batch(25_000, 3)),
         "a chunk in memory is sent as its batch: {resident:?}"
     );
     assert!(matches!(
-        store.get_for_sending(&key("absent")),
+        store.get_for_sending(&key("absent"), u64::MAX),
         Err(StoreError::NotFound { .. })
     ));
+
+    // A file over the size given is read back as by `get`, and sent as its batch.
+    let large = store.get_for_sending(&key("mixed"), 1)?;
+    assert!(
+        matches!(&large, super::ChunkForSending::Batch(batch) if *batch == original),
+        "{large:?}"
+    );
+    assert!(is_in_memory(&store, "mixed"));
     Ok(())
 }
