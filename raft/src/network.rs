@@ -752,6 +752,17 @@ mod tests {
         assert_eq!(peer.requests_seen.load(Ordering::SeqCst), 11);
     }
 
+    /// Sends an AppendEntries with `payload` to node 2 and stops waiting after 20 ms,
+    /// as openraft does on a timeout; it must not have been answered by then.
+    async fn abandon(network: &Network, addr: &str, payload: &[u8]) {
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(20),
+            network.append_entries(2, addr, message(payload)),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the request was answered before its caller gave up");
+    }
+
     /// A request whose caller stops waiting while its stream is still being opened
     /// (the peer answers the stream's headers late) still reaches the peer, and the
     /// stream is pooled once the reply came.
@@ -759,12 +770,7 @@ mod tests {
     async fn an_append_entries_abandoned_while_its_stream_opens_is_delivered() {
         let (peer, addr, _dir, network) = echo_peer().await;
         peer.open_slowly.store(true, Ordering::SeqCst);
-        let abandoned = tokio::time::timeout(
-            Duration::from_millis(20),
-            network.append_entries(2, &addr, message(b"first")),
-        )
-        .await;
-        assert!(abandoned.is_err(), "the open should have outlasted the caller");
+        abandon(&network, &addr, b"first").await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(peer.requests_seen.load(Ordering::SeqCst), 1);
         peer.open_slowly.store(false, Ordering::SeqCst);
@@ -783,12 +789,7 @@ mod tests {
     async fn an_abandoned_append_entries_is_delivered_and_its_stream_reused() {
         let (peer, addr, _dir, network) = echo_peer().await;
         network.append_entries(2, &addr, message(b"warm")).await.expect("reply");
-        let abandoned = tokio::time::timeout(
-            Duration::from_millis(20),
-            network.append_entries(2, &addr, message(b"slow")),
-        )
-        .await;
-        assert!(abandoned.is_err(), "the slow request should have timed out");
+        abandon(&network, &addr, b"slow").await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(peer.requests_seen.load(Ordering::SeqCst), 2);
         let reply = network.append_entries(2, &addr, message(b"next")).await.expect("reply");
