@@ -188,6 +188,12 @@ async fn a_lost_data_dir_is_refused_when_the_whole_cluster_restarts() -> anyhow:
     let mut cluster = TestCluster::start(3, &[]).await?;
     let client = cluster.client().await?;
     client.publish_dataset("kept", "1").await?;
+    // Every replica must have been a member (and applied the write) before the
+    // restart: one still probing at its first start was never known to the others,
+    // so with its data dir gone it would rightly bootstrap instead of being refused.
+    for entry in cluster.cluster.file.schedulers.clone() {
+        wait_for_datasets(&entry.addr, entry.id, 1).await?;
+    }
     cluster.cluster.stop_all(Duration::from_secs(10))?;
     let lost = cluster.cluster.file.schedulers[0].clone();
     std::fs::remove_dir_all(&lost.data_dir)?;
