@@ -33,6 +33,7 @@ pub mod node;
 pub mod peers;
 pub mod replica;
 pub mod state_machine;
+mod state_writer;
 pub mod transport;
 pub mod types;
 

@@ -259,7 +259,7 @@ struct Group {
 impl Writer {
     fn run(&self, queue: &mpsc::Receiver<Job>) {
         while let Ok(first) = queue.recv() {
-            let mut group = self.group();
+            let mut group = self.group_for(&first);
             let mut next = Some(first);
             let mut taken = 0;
             while let Some(job) = next.take() {
@@ -283,6 +283,20 @@ impl Writer {
                 }
             }
             self.flush(group);
+        }
+    }
+
+    /// A group with room for `first`'s rows (a graph's entries are megabytes: a
+    /// batch grown by doubling would copy them several times).
+    fn group_for(&self, first: &Job) -> Group {
+        let bytes = match first {
+            Job::Append { rows, .. } => rows.iter().map(|(_, bytes)| bytes.len() + 32).sum(),
+            _ => 0,
+        };
+        Group {
+            batch: self.db.batch_with_capacity(bytes),
+            written: Vec::new(),
+            callbacks: Vec::new(),
         }
     }
 

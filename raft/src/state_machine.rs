@@ -4,7 +4,9 @@
 //! state in memory for reads and describes every change as rows of the `state`
 //! column. Each call to `apply` writes those rows, the applied log id and the
 //! membership in **one atomic batch**, so the durable state always matches one log
-//! index exactly. At start the application is rebuilt from the rows.
+//! index exactly. At start the application is rebuilt from the rows. The batches are
+//! written by one thread in apply order (`state_writer`); `apply` returns once its
+//! batch is queued, and snapshots and installs wait for the batches before them.
 //!
 //! The batch is not fsync'd on its own: every entry it applies is already synced in
 //! the Raft log (same RocksDB, same write-ahead log), so a power loss can only take the
@@ -26,6 +28,7 @@ use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, Storag
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::state_writer::{Barrier, StateBatch, StateWriteError, StateWriter};
 use crate::types::{Entry, LogId, Node, NodeId, Outcome, RaftStorageError, StoredMembership, TypeConfig};
 
 const APPLIED_KEY: &[u8] = b"sm/applied";
@@ -167,12 +170,14 @@ pub struct StateMachineStore<S> {
     db: Db,
     /// The in-memory application state, shared with readers.
     state: StateHandle<S>,
-    /// The last applied log id (as durable in `sm/applied`).
+    /// The last applied log id (queued for `sm/applied`).
     applied: Option<LogId>,
-    /// The last applied membership (as durable in `sm/membership`).
+    /// The last applied membership (queued for `sm/membership`).
     membership: StoredMembership,
     /// Where the current snapshot file lives.
     snapshot_dir: PathBuf,
+    /// Writes each apply's batch, in order.
+    writer: StateWriter,
 }
 
 fn sm_read_error(error: impl std::error::Error + 'static) -> RaftStorageError {
@@ -229,7 +234,12 @@ impl<S: ReplicatedState> StateMachineStore<S> {
             rows,
         } = read_durable_state(&db)?;
         let state = S::load(rows)?;
+        let writer = StateWriter::start(db.clone()).map_err(|source| crate::OpenError::Io {
+            path: snapshot_dir.to_path_buf(),
+            source,
+        })?;
         Ok(StateMachineStore {
+            writer,
             db,
             state: StateHandle {
                 state: Arc::new(RwLock::new(state)),
@@ -274,12 +284,16 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, RaftStorageErr
 pub struct SnapshotBuilder {
     /// The scheduler's database.
     db: Db,
+    /// Resolves once every batch applied before the builder was made is written.
+    written: Result<Barrier, StateWriteError>,
     /// Where to keep the built snapshot.
     snapshot_dir: PathBuf,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<openraft::Snapshot<TypeConfig>, RaftStorageError> {
+        let written = std::mem::replace(&mut self.written, Err(StateWriteError::Stopped));
+        written.map_err(snapshot_error)?.wait().await.map_err(snapshot_error)?;
         let db = self.db.clone();
         let durable = tokio::task::spawn_blocking(move || read_durable_state(&db))
             .await
@@ -325,6 +339,7 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        self.writer.check().map_err(sm_write_error)?;
         let mut writes = StateWrites::default();
         let mut outcomes = Vec::new();
         {
@@ -349,27 +364,19 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         }
         let applied = codec::encode("applied log id", &self.applied).map_err(sm_write_error)?;
         let membership = codec::encode("membership", &self.membership).map_err(sm_write_error)?;
-        let db = self.db.clone();
-        blocking(move || {
-            let mut batch = db.batch();
-            for (key, value) in &writes.into_rows() {
-                match value {
-                    Some(value) => batch.put(Column::State, key, value),
-                    None => batch.delete(Column::State, key),
-                }
-            }
-            batch.put(Column::Meta, APPLIED_KEY, &applied);
-            batch.put(Column::Meta, MEMBERSHIP_KEY, &membership);
-            // Not synced: the applied entries are durable in the log (module docs).
-            db.write(batch, Durability::Buffered)
-        })
-        .await
-        .map_err(sm_write_error)?;
+        self.writer
+            .write(StateBatch {
+                writes,
+                meta: vec![(APPLIED_KEY, applied), (MEMBERSHIP_KEY, membership)],
+            })
+            .await
+            .map_err(sm_write_error)?;
         Ok(outcomes)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
+            written: self.writer.barrier().await,
             db: self.db.clone(),
             snapshot_dir: self.snapshot_dir.clone(),
         }
@@ -389,6 +396,14 @@ impl<S: ReplicatedState> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             .map_err(|error| RaftStorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&error))))?;
         let applied = codec::encode("applied log id", &meta.last_log_id).map_err(sm_write_error)?;
         let membership = codec::encode("membership", &meta.last_membership).map_err(sm_write_error)?;
+        // The batches applied before the snapshot must not land on top of it.
+        self.writer
+            .barrier()
+            .await
+            .map_err(sm_write_error)?
+            .wait()
+            .await
+            .map_err(sm_write_error)?;
         let db = self.db.clone();
         let rows: Vec<Row> = decoded
             .rows

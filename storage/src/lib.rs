@@ -172,6 +172,15 @@ impl Db {
         }
     }
 
+    /// Starts an empty batch with room for about `bytes` of keys and values, so that
+    /// a large one is not copied each time it outgrows its buffer.
+    pub fn batch_with_capacity(&self, bytes: usize) -> Batch {
+        Batch {
+            db: self.clone(),
+            inner: WriteBatch::with_capacity_bytes(bytes),
+        }
+    }
+
     /// Writes a batch atomically.
     pub fn write(&self, batch: Batch, durability: Durability) -> Result<(), StorageError> {
         let mut options = WriteOptions::default();
