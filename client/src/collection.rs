@@ -119,15 +119,47 @@ async fn open_chunk(
     channel: Channel,
     key: &str,
     first_answer: Duration,
-) -> Result<arrow_flight::decode::FlightRecordBatchStream, String> {
+) -> Result<arrow_flight::decode::FlightRecordBatchStream, ChunkReadError> {
     let mut client = flight_client(channel);
     let ticket = Ticket {
         ticket: key.as_bytes().to_vec().into(),
     };
     tokio::time::timeout(first_answer, client.do_get(ticket))
         .await
-        .map_err(|_| format!("no answer within {first_answer:?}"))?
-        .map_err(|error| error.to_string())
+        .map_err(|_| ChunkReadError {
+            message: format!("no answer within {first_answer:?}"),
+            not_found: false,
+        })?
+        .map_err(ChunkReadError::from)
+}
+
+/// Why a chunk could not be read from one worker.
+#[derive(Debug)]
+pub(crate) struct ChunkReadError {
+    /// What went wrong.
+    pub(crate) message: String,
+    /// The worker answered that it does not hold the chunk (not a transport failure).
+    pub(crate) not_found: bool,
+}
+
+impl From<arrow_flight::error::FlightError> for ChunkReadError {
+    fn from(error: arrow_flight::error::FlightError) -> ChunkReadError {
+        let not_found = matches!(&error, arrow_flight::error::FlightError::Tonic(status)
+            if status.code() == tonic::Code::NotFound);
+        ChunkReadError {
+            message: error.to_string(),
+            not_found,
+        }
+    }
+}
+
+impl ChunkReadError {
+    fn other(message: impl Into<String>) -> ChunkReadError {
+        ChunkReadError {
+            message: message.into(),
+            not_found: false,
+        }
+    }
 }
 
 async fn fetch_chunk(
@@ -136,7 +168,9 @@ async fn fetch_chunk(
     schema: &SchemaRef,
     first_answer: Duration,
 ) -> Result<RecordBatch, String> {
-    let stream = open_chunk(channel, key, first_answer).await?;
+    let stream = open_chunk(channel, key, first_answer)
+        .await
+        .map_err(|error| error.message)?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|error| error.to_string())?;
     match batches.as_slice() {
         [one] => Ok(one.clone()),
@@ -149,19 +183,21 @@ pub(crate) async fn fetch_whole_chunk(
     channel: Channel,
     key: &str,
     first_answer: Duration,
-) -> Result<RecordBatch, String> {
+) -> Result<RecordBatch, ChunkReadError> {
     let mut stream = open_chunk(channel, key, first_answer).await?;
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
-        batches.push(batch.map_err(|error| error.to_string())?);
+        batches.push(batch?);
     }
     match batches.as_slice() {
         [one] => Ok(one.clone()),
         [] => match stream.schema() {
             Some(schema) => Ok(RecordBatch::new_empty(schema.clone())),
-            None => Err("the worker sent no schema".to_string()),
+            None => Err(ChunkReadError::other("the worker sent no schema")),
         },
-        [first, ..] => concat_batches(&first.schema(), &batches).map_err(|error| error.to_string()),
+        [first, ..] => {
+            concat_batches(&first.schema(), &batches).map_err(|error| ChunkReadError::other(error.to_string()))
+        }
     }
 }
 

@@ -165,7 +165,8 @@ impl Client {
     }
 
     /// Reads chunk `key` whole from the worker at `addr` (one attempt; the caller
-    /// fails over between holders).
+    /// fails over between holders). [`Error::NotFound`] when the worker answered that
+    /// it does not hold the chunk.
     ///
     /// ```no_run
     /// # async fn demo(client: cairn_client::Client) -> Result<(), cairn_client::Error> {
@@ -177,8 +178,12 @@ impl Client {
         let channel = self.channel(addr)?;
         crate::collection::fetch_whole_chunk(channel, key, self.attempt_timeout())
             .await
-            .map_err(|message| Error::Protocol {
-                message: format!("reading chunk {key} from {addr}: {message}"),
+            .map_err(|error| {
+                let message = format!("reading chunk {key} from {addr}: {}", error.message);
+                match error.not_found {
+                    true => Error::NotFound { message },
+                    false => Error::Protocol { message },
+                }
             })
     }
 }

@@ -319,6 +319,12 @@ impl Core {
                 rows,
             } => self.task_finished(worker, key, bytes, rows),
             Event::TaskErred { worker, key, message } => self.task_erred(worker, key, message),
+            Event::InputMissing {
+                worker,
+                key,
+                input,
+                holders,
+            } => self.input_missing(worker, key, &input, holders),
             Event::TaskCancelled { worker, key } => {
                 if let Some(state) = self.workers.get_mut(&worker) {
                     state.cancelling.remove(&key);
@@ -644,6 +650,44 @@ impl Core {
                 failure: TaskFailure { task: key, message },
                 reporter: Some(worker),
             });
+        }
+    }
+
+    /// See [`Event::InputMissing`].
+    fn input_missing(&mut self, worker: WorkerId, key: TaskKey, input: &str, holders: Vec<WorkerId>) {
+        if let Some(state) = self.workers.get_mut(&worker) {
+            state.cancelling.remove(&key);
+        }
+        // First off its worker (which dropped it): losing the input below then moves
+        // it to waiting without a cancel.
+        if let Some(&id) = self.ids.get(&key) {
+            let given_back = matches!(
+                self.tasks.get(&id).map(|task| &task.status),
+                Some(Status::Assigned { worker: assignee, .. }) if *assignee == worker
+            );
+            if given_back {
+                self.transition_assigned_ready(id);
+            }
+        }
+        let input_task = TaskKey::parse(input)
+            .ok()
+            .and_then(|input| self.ids.get(&input).copied());
+        for holder in holders {
+            match input_task {
+                Some(input_id) => {
+                    if let Some(state) = self.workers.get_mut(&holder) {
+                        state.holds.remove(&input_id);
+                    }
+                    self.lose_holder(input_id, holder);
+                }
+                None if self.chunks.contains_key(input) => {
+                    if let Some(state) = self.workers.get_mut(&holder) {
+                        state.chunks.remove(input);
+                    }
+                    self.lose_chunk_location(input, holder);
+                }
+                None => {}
+            }
         }
     }
 

@@ -102,6 +102,22 @@ pub enum Event {
         /// What the operation said.
         message: String,
     },
+    /// A worker gave an assigned task back before running it: every holder it was
+    /// told of for one input answered that it does not hold it (a restarted worker,
+    /// a result deleted there). Those holders are dropped (the last one gone, the
+    /// input is computed again; a chunk input with no copy left fails its readers)
+    /// and the task is placed again: not a failure of the task (Dask's
+    /// `missing-data`).
+    InputMissing {
+        /// The worker giving the task back.
+        worker: WorkerId,
+        /// The task.
+        key: TaskKey,
+        /// The input: a task key or a published chunk's key.
+        input: String,
+        /// The workers that said they do not hold it.
+        holders: Vec<WorkerId>,
+    },
     /// A worker dropped a queued task the core asked it to cancel.
     TaskCancelled {
         /// The worker.

@@ -494,6 +494,69 @@ fn a_failure_propagates_unchanged_to_every_dependent() {
     assert!(batch.erred.iter().all(|(_, recorded)| *recorded == failure));
 }
 
+/// A worker gives a task back because the holder named for its input answered that
+/// it does not hold it (it restarted, say): the holder is dropped, the input computed
+/// again, and the task runs after it; no failure, no recorded error, and no `Cancel`
+/// to the worker that gave it back. A second holder left: the task is placed again
+/// at once and nothing is recomputed.
+#[test]
+fn a_task_given_back_for_a_missing_input_runs_once_the_input_is_back() {
+    let mut harness = Harness::with_workers(CoreConfig::default(), &[(1, 1)]);
+    harness.submit(1, vec![inc("a", &[], &[]), inc("b", &["a"], &[])], &["b"]);
+    let decisions = harness.finish(1, "a", 8);
+    assert_eq!(assigned(&decisions), [(1, "b".to_string())]);
+
+    let decisions = harness.handle(Event::InputMissing {
+        worker: w(1),
+        key: key("b"),
+        input: "a".to_string(),
+        holders: vec![w(1)],
+    });
+    assert_eq!(assigned(&decisions), [(1, "a".to_string())]);
+    assert!(cancelled(&decisions).is_empty(), "{decisions:?}");
+    assert!(done(&decisions).is_empty(), "{decisions:?}");
+    assert_eq!(harness.status("b"), Some(TaskStatus::Waiting));
+    assert_eq!(harness.core.take_recovery().tasks_recomputed, 1);
+
+    let decisions = harness.finish(1, "a", 8);
+    assert_eq!(assigned(&decisions), [(1, "b".to_string())]);
+    let decisions = harness.finish(1, "b", 8);
+    assert!(matches!(done(&decisions).get("b"), Some(Ok(_))), "{decisions:?}");
+    let batch = proposed(&harness.handle(Event::Flush)).pop().expect("a batch");
+    assert!(batch.erred.is_empty(), "{batch:?}");
+
+    // Two holders, one stale: the task goes back to the ready queue and is placed
+    // again with the good holder only.
+    let mut harness = Harness::with_workers(CoreConfig::default(), &[(1, 1), (2, 1)]);
+    let decisions = harness.submit(2, vec![inc("x", &[], &[]), inc("y", &["x"], &[])], &["y"]);
+    let worker = assigned(&decisions)
+        .first()
+        .map(|(worker, _)| *worker)
+        .expect("x assigned");
+    let other = if worker == 1 { 2 } else { 1 };
+    harness.finish(worker, "x", 8);
+    harness.finish(other, "x", 8);
+    let Some(TaskStatus::Assigned(assignee)) = harness.status("y") else {
+        panic!("y not assigned: {:?}", harness.status("y"));
+    };
+    let decisions = harness.handle(Event::InputMissing {
+        worker: assignee,
+        key: key("y"),
+        input: "x".to_string(),
+        holders: vec![w(other)],
+    });
+    let again = decisions
+        .iter()
+        .find_map(|decision| match decision {
+            Decision::Assign { task, inputs, .. } if task.key == key("y") => Some(inputs.clone()),
+            _ => None,
+        })
+        .expect("y placed again");
+    assert_eq!(again[0].workers, vec![w(worker)]);
+    assert!(cancelled(&decisions).is_empty(), "{decisions:?}");
+    assert_eq!(harness.core.take_recovery().tasks_recomputed, 0);
+}
+
 /// A key already in memory or erred is done as soon as a client asks for it; an
 /// existing key is reused, not recomputed.
 #[test]

@@ -129,6 +129,22 @@ fn report(dispatcher: &Dispatcher, worker: WorkerId, events: pb::TaskEvents) {
             Err(error) => tracing::warn!(%worker, %error, "worker reported a malformed key"),
         }
     }
+    for missing in events.missing {
+        let holders = missing
+            .holders
+            .iter()
+            .filter_map(|holder| WorkerId::parse(holder).ok())
+            .collect();
+        match task_key(&missing.key) {
+            Ok(key) => dispatcher.event(Event::InputMissing {
+                worker,
+                key,
+                input: missing.input,
+                holders,
+            }),
+            Err(error) => tracing::warn!(%worker, %error, "worker reported a malformed key"),
+        }
+    }
     for cancelled in events.cancelled {
         if let Ok(key) = task_key(&cancelled) {
             dispatcher.event(Event::TaskCancelled { worker, key });

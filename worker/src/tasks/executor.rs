@@ -89,6 +89,38 @@ pub enum Report {
     },
     /// A queued assignment was dropped as asked.
     Cancelled(String),
+    /// The task was dropped before it ran: every holder of an input answered that it
+    /// does not hold it (the leader's books are stale). Not a failure of the task:
+    /// the leader drops those holders and places it again.
+    InputMissing {
+        /// The task's key.
+        key: String,
+        /// The input.
+        input: String,
+        /// The worker ids that said they do not hold it.
+        holders: Vec<String>,
+    },
+}
+
+/// Why an input could not be had from its holders.
+enum FetchFailure {
+    /// Each holder answered that it does not hold it.
+    Missing {
+        /// Their worker ids.
+        holders: Vec<String>,
+    },
+    /// Holders failed otherwise (unreachable, or a bad answer) until the patience ran
+    /// out, or the task was cancelled.
+    Failed(String),
+}
+
+impl std::fmt::Display for FetchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchFailure::Missing { holders } => write!(f, "not held by {}", holders.join(", ")),
+            FetchFailure::Failed(message) => f.write_str(message),
+        }
+    }
 }
 
 /// A task ready to run on a thread: its inputs are local or fetched.
@@ -333,8 +365,23 @@ fn start(
                 Ok(batch) => {
                     job.fetched.insert(input.key.clone(), batch);
                 }
-                Err(message) => {
-                    job.fetch_error = Some(message);
+                Err(FetchFailure::Missing { holders }) if !job.cancelled.load(Ordering::Relaxed) => {
+                    let key = job_key(&job);
+                    tracing::info!(%key, input = %input.key, ?holders, "an input is not where the leader said: giving the task back");
+                    report(
+                        &inner,
+                        Report::InputMissing {
+                            key: key.clone(),
+                            input: input.key.clone(),
+                            holders,
+                        },
+                    );
+                    let next = lock(&inner.queue).ended(&key);
+                    perform(&inner, next, Place::Threads);
+                    return;
+                }
+                Err(failure) => {
+                    job.fetch_error = Some(format!("cannot fetch input '{}': {failure}", input.key));
                     break;
                 }
             }
@@ -396,23 +443,33 @@ fn run_here(inner: &Arc<Inner>, job: Job) -> Vec<Instruction> {
 /// One input from the first holder that answers. A holder that fails may be dying:
 /// the fetch tries again (with backoff) until the leader notices, re-runs the input
 /// elsewhere and cancels this task — so a lost input does not fail the task — or
-/// until [`FETCH_PATIENCE`] runs out.
-async fn fetch(inner: &Inner, input: &pb::InputLocation, cancelled: &AtomicBool) -> Result<RecordBatch, String> {
+/// until [`FETCH_PATIENCE`] runs out. When every holder answers that it does not hold
+/// the input, asking again would not help: [`FetchFailure::Missing`] at once.
+async fn fetch(inner: &Inner, input: &pb::InputLocation, cancelled: &AtomicBool) -> Result<RecordBatch, FetchFailure> {
     let deadline = Instant::now() + FETCH_PATIENCE;
     let mut pause = Duration::from_millis(20);
     let mut last_error = "no worker holds it".to_string();
     loop {
         let client = lock(&inner.client)
             .clone()
-            .ok_or("this worker is not linked to the cluster")?;
+            .ok_or_else(|| FetchFailure::Failed("this worker is not linked to the cluster".to_string()))?;
+        let mut not_holding = Vec::new();
         for holder in &input.holders {
             match client.read_chunk_from(&holder.addr, &input.key).await {
                 Ok(batch) => return Ok(batch),
-                Err(error) => last_error = error.to_string(),
+                Err(error) => {
+                    if matches!(error, cairn_client::Error::NotFound { .. }) {
+                        not_holding.push(holder.worker_id.clone());
+                    }
+                    last_error = error.to_string();
+                }
             }
         }
+        if !input.holders.is_empty() && not_holding.len() == input.holders.len() {
+            return Err(FetchFailure::Missing { holders: not_holding });
+        }
         if cancelled.load(Ordering::Relaxed) || Instant::now() + pause >= deadline {
-            return Err(format!("cannot fetch input '{}': {last_error}", input.key));
+            return Err(FetchFailure::Failed(last_error));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));

@@ -51,6 +51,9 @@ pub async fn run_task_stream(
                     }
                     Report::Erred { key, message } => events.erred.push(pb::TaskErred { key, message }),
                     Report::Cancelled(key) => events.cancelled.push(key),
+                    Report::InputMissing { key, input, holders } => {
+                        events.missing.push(pb::InputMissing { key, input, holders })
+                    }
                 }
                 next = pending.try_recv().ok();
             }
