@@ -66,6 +66,13 @@ enum Computed {
     Stored((u64, u64)),
     /// The result, to store under the key.
     Result(ChunkKey, RecordBatch),
+    /// Not run: an input gone from here is held by none of its holders either.
+    InputMissing {
+        /// The input.
+        input: String,
+        /// The worker ids that said they do not hold it.
+        holders: Vec<String>,
+    },
 }
 
 /// What a task came to, for the leader.
@@ -366,17 +373,7 @@ fn start(
                     job.fetched.insert(input.key.clone(), batch);
                 }
                 Err(FetchFailure::Missing { holders }) if !job.cancelled.load(Ordering::Relaxed) => {
-                    let key = job_key(&job);
-                    tracing::info!(%key, input = %input.key, ?holders, "an input is not where the leader said: giving the task back");
-                    report(
-                        &inner,
-                        Report::InputMissing {
-                            key: key.clone(),
-                            input: input.key.clone(),
-                            holders,
-                        },
-                    );
-                    let next = lock(&inner.queue).ended(&key);
+                    let next = give_back(&inner, job_key(&job), input.key.clone(), holders);
                     perform(&inner, next, Place::Threads);
                     return;
                 }
@@ -420,6 +417,7 @@ fn run_here(inner: &Arc<Inner>, job: Job) -> Vec<Instruction> {
     let key = job_key(&job);
     let cancelled = job.cancelled.clone();
     let outcome = match compute(inner, job) {
+        Ok(Computed::InputMissing { input, holders }) => return give_back(inner, key, input, holders),
         Ok(Computed::Stored(outcome)) => Ok(outcome),
         Ok(Computed::Result(chunk, batch)) => match inner.store.put(chunk.clone(), batch.clone()) {
             Ok(stored) => Ok((stored.memory_bytes, stored.rows)),
@@ -514,14 +512,36 @@ fn run_job(inner: &Arc<Inner>, job: Job) {
     let cancelled = job.cancelled.clone();
     let outcome = match job.fetch_error.clone() {
         Some(message) => Err(message),
-        None => compute(inner, job).and_then(|computed| match computed {
-            Computed::Stored(outcome) => Ok(outcome),
-            Computed::Result(chunk, batch) => store_result(inner, chunk, batch),
-        }),
+        None => match compute(inner, job) {
+            Ok(Computed::InputMissing { input, holders }) => {
+                let next = give_back(inner, key, input, holders);
+                perform(inner, next, Place::HereIfLight);
+                return;
+            }
+            Ok(Computed::Stored(outcome)) => Ok(outcome),
+            Ok(Computed::Result(chunk, batch)) => store_result(inner, chunk, batch),
+            Err(message) => Err(message),
+        },
     };
     // A task thread may run light successors itself, as the receiving thread does.
     let next = finish(inner, key, &cancelled, outcome);
     perform(inner, next, Place::HereIfLight);
+}
+
+/// Gives a task back to the leader without running it: every holder of `input`
+/// answered that it does not hold it ([`Report::InputMissing`]); returns what its end
+/// lets start.
+fn give_back(inner: &Arc<Inner>, key: String, input: String, holders: Vec<String>) -> Vec<Instruction> {
+    tracing::info!(%key, %input, ?holders, "an input is not where the leader said: giving the task back");
+    report(
+        inner,
+        Report::InputMissing {
+            key: key.clone(),
+            input,
+            holders,
+        },
+    );
+    lock(&inner.queue).ended(&key)
 }
 
 /// Reports a task's outcome (its result's (bytes, rows), or why it failed); returns
@@ -573,15 +593,21 @@ fn compute(inner: &Inner, job: Job) -> Result<Computed, String> {
             // Gone from here since the task started (released, or a corrupt file
             // dropped): read it from its holders like any remote input (this is a
             // task thread, outside the runtime, so it may wait on it).
-            Err(local) => inner
-                .runtime
-                .block_on(fetch(inner, input, &job.cancelled))
-                .map_err(|remote| {
-                    format!(
+            Err(local) => match inner.runtime.block_on(fetch(inner, input, &job.cancelled)) {
+                Ok(batch) => batch,
+                Err(FetchFailure::Missing { holders }) if !job.cancelled.load(Ordering::Relaxed) => {
+                    return Ok(Computed::InputMissing {
+                        input: input.key.clone(),
+                        holders,
+                    });
+                }
+                Err(remote) => {
+                    return Err(format!(
                         "cannot read input '{}' here ({local}) or from its holders: {remote}",
                         input.key
-                    )
-                })?,
+                    ))
+                }
+            },
         };
         inputs.insert(input.key.clone(), batch);
     }
