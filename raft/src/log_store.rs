@@ -243,6 +243,14 @@ fn writer_gone() -> StorageError {
     }
 }
 
+/// About how many bytes `job`'s rows take in a write batch.
+fn bytes_of(job: &Job) -> usize {
+    match job {
+        Job::Append { rows, .. } => rows.iter().map(|(_, bytes)| bytes.len() + 32).sum(),
+        _ => 0,
+    }
+}
+
 /// The one thread that writes the log.
 struct Writer {
     db: Db,
@@ -259,7 +267,7 @@ struct Group {
 impl Writer {
     fn run(&self, queue: &mpsc::Receiver<Job>) {
         while let Ok(first) = queue.recv() {
-            let mut group = self.group_for(&first);
+            let mut group = self.group(bytes_of(&first));
             let mut next = Some(first);
             let mut taken = 0;
             while let Some(job) = next.take() {
@@ -274,7 +282,7 @@ impl Writer {
                     }
                     Job::Committed(bytes) => group.batch.put(Column::Meta, COMMITTED_KEY, &bytes),
                     Job::Exclusive { batch, done } => {
-                        self.flush(std::mem::replace(&mut group, self.group()));
+                        self.flush(std::mem::replace(&mut group, self.group(0)));
                         let _ = done.send(self.db.write(batch, Durability::Synced));
                     }
                 }
@@ -286,23 +294,11 @@ impl Writer {
         }
     }
 
-    /// A group with room for `first`'s rows (a graph's entries are megabytes: a
-    /// batch grown by doubling would copy them several times).
-    fn group_for(&self, first: &Job) -> Group {
-        let bytes = match first {
-            Job::Append { rows, .. } => rows.iter().map(|(_, bytes)| bytes.len() + 32).sum(),
-            _ => 0,
-        };
+    /// An empty group whose batch has room for about `bytes` (a graph's entries are
+    /// megabytes: a batch grown by doubling would copy them several times).
+    fn group(&self, bytes: usize) -> Group {
         Group {
             batch: self.db.batch_with_capacity(bytes),
-            written: Vec::new(),
-            callbacks: Vec::new(),
-        }
-    }
-
-    fn group(&self) -> Group {
-        Group {
-            batch: self.db.batch(),
             written: Vec::new(),
             callbacks: Vec::new(),
         }

@@ -72,10 +72,7 @@ impl StateWriter {
 
     /// The failure of an earlier batch, if any.
     pub(crate) fn check(&self) -> Result<(), StateWriteError> {
-        match &*self.failure.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(reason) => Err(StateWriteError::Failed(reason.clone())),
-            None => Ok(()),
-        }
+        failed(&self.failure)
     }
 
     /// Queues a batch (waits only while [`QUEUED_BATCHES`] are queued).
@@ -120,10 +117,15 @@ impl Barrier {
     /// Waits for the batches queued before the barrier.
     pub(crate) async fn wait(self) -> Result<(), StateWriteError> {
         self.wait.await.map_err(|_| StateWriteError::Stopped)?;
-        match &*self.failure.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(reason) => Err(StateWriteError::Failed(reason.clone())),
-            None => Ok(()),
-        }
+        failed(&self.failure)
+    }
+}
+
+/// `Failed` if a batch failed.
+fn failed(failure: &Mutex<Option<String>>) -> Result<(), StateWriteError> {
+    match &*failure.lock().unwrap_or_else(PoisonError::into_inner) {
+        Some(reason) => Err(StateWriteError::Failed(reason.clone())),
+        None => Ok(()),
     }
 }
 

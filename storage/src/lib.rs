@@ -166,10 +166,7 @@ impl Db {
 
     /// Starts an empty batch of writes.
     pub fn batch(&self) -> Batch {
-        Batch {
-            db: self.clone(),
-            inner: WriteBatch::default(),
-        }
+        self.batch_with_capacity(0)
     }
 
     /// Starts an empty batch with room for about `bytes` of keys and values, so that

@@ -31,6 +31,22 @@ pub fn table(first: usize, rows: usize) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).unwrap_or_else(|error| panic!("a valid table: {error}"))
 }
 
+/// Publishes `batch` as dataset `name`, cut into chunks of `chunk_rows` rows.
+pub async fn publish_in_chunks(
+    client: &cairn_client::Client,
+    name: &str,
+    batch: &RecordBatch,
+    chunk_rows: usize,
+) -> anyhow::Result<()> {
+    let options = cairn_client::PublishOptions {
+        chunk_rows,
+        ..Default::default()
+    };
+    let batches = futures::stream::iter(vec![Ok::<_, arrow::error::ArrowError>(batch.clone())]);
+    client.publish_batches(name, batch.schema(), batches, options).await?;
+    Ok(())
+}
+
 /// Writes `batch` to `path` as CSV with a header.
 pub fn write_csv(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
     let file = std::fs::File::create(path)?;

@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_client::PublishOptions;
-use cairn_tests::data::table;
+use cairn_tests::data::{publish_in_chunks, table};
 use cairn_tests::{phase, TestCluster};
 
 /// With `--orphan-grace-secs 2`: an orphan upload disappears within seconds, a
@@ -15,15 +14,7 @@ use cairn_tests::{phase, TestCluster};
 async fn orphans_go_published_chunks_stay() -> anyhow::Result<()> {
     let cluster = TestCluster::start_with_workers(3, 1, "256MiB", &["--orphan-grace-secs", "2"]).await?;
     let client = cluster.client().await?;
-    let source = table(0, 3_000);
-    let options = PublishOptions {
-        chunk_rows: 1_000,
-        ..Default::default()
-    };
-    let batches = futures::stream::iter(vec![Ok::<_, arrow::error::ArrowError>(source.clone())]);
-    client
-        .publish_batches("kept", source.schema(), batches, options)
-        .await?;
+    publish_in_chunks(&client, "kept", &table(0, 3_000), 1_000).await?;
 
     phase("upload a chunk that no publish names");
     let worker = cluster.cluster.worker_addr(1)?;
@@ -71,15 +62,8 @@ async fn chunks_dropped_before_any_heartbeat_saw_them_are_released_at_once() -> 
     let cluster = TestCluster::start_with_workers(3, 1, "256MiB", &[]).await?;
     let client = cluster.client().await?;
     let source = table(0, 3_000);
-    let options = PublishOptions {
-        chunk_rows: 1_000,
-        ..Default::default()
-    };
     for round in 0..3 {
-        let batches = futures::stream::iter(vec![Ok::<_, arrow::error::ArrowError>(source.clone())]);
-        client
-            .publish_batches(&format!("brief-{round}"), source.schema(), batches, options.clone())
-            .await?;
+        publish_in_chunks(&client, &format!("brief-{round}"), &source, 1_000).await?;
         client.unpublish_dataset(&format!("brief-{round}")).await?;
     }
     phase("unpublished at once: released within seconds, not after the orphan grace");

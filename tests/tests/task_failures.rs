@@ -63,15 +63,7 @@ async fn the_leader_killed_mid_graph() -> anyhow::Result<()> {
 async fn a_chunk_lost_under_a_live_worker_fails_its_reader_at_once_naming_it() -> anyhow::Result<()> {
     let mut cluster = TestCluster::start_with_workers(3, 1, "256MiB", &[]).await?;
     let client = cluster.client().await?;
-    let source = cairn_tests::data::table(0, 3_000);
-    let options = cairn_client::PublishOptions {
-        chunk_rows: 1_000,
-        ..Default::default()
-    };
-    let batches = futures::stream::iter(vec![Ok::<_, arrow::error::ArrowError>(source.clone())]);
-    client
-        .publish_batches("three", source.schema(), batches, options)
-        .await?;
+    cairn_tests::data::publish_in_chunks(&client, "three", &cairn_tests::data::table(0, 3_000), 1_000).await?;
     let keys: Vec<String> = client
         .get_collection("three")
         .await?
