@@ -14,7 +14,9 @@
 //!   the process-level tests).
 //! - `discovery.rs`: `--cluster`, `$CAIRN_CLUSTER`, or the cluster file.
 //! - `signals.rs`: SIGTERM / Ctrl-C.
+//! - [`allocator`]: how long freed memory is kept for reuse (workers), and giving it back.
 
+pub mod allocator;
 mod args;
 mod bench;
 pub mod bench_data;

@@ -20,6 +20,7 @@ pub fn config(args: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     config.advertise_addr = args.advertise.clone();
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.orphan_grace = Duration::from_secs(args.orphan_grace_secs);
+    config.release_free_memory = Some(crate::allocator::release_free_memory);
     config.validate()?;
     Ok(config)
 }
@@ -27,6 +28,7 @@ pub fn config(args: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
 /// Runs the worker until a shutdown signal.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let mut config = config(&args)?;
+    crate::allocator::keep_free_memory_for(crate::allocator::WORKER_PURGE_DELAY);
     let addr: SocketAddr = args
         .listen
         .parse()

@@ -30,6 +30,10 @@ pub struct WorkerConfig {
     /// A chunk no published dataset has ever referred to (an upload whose publish
     /// never came) is deleted only after this long.
     pub orphan_grace: Duration,
+    /// Gives the memory the allocator keeps for reuse back to the OS. Called before the
+    /// worker acts on its RSS (spill, pause) when the RSS is above the target, so that
+    /// freed memory is not taken for data (the `cairn` binary keeps it up to a minute).
+    pub release_free_memory: Option<fn()>,
 }
 
 impl WorkerConfig {
@@ -46,6 +50,7 @@ impl WorkerConfig {
             pause_fraction: 0.8,
             heartbeat_interval: Duration::from_secs(1),
             orphan_grace: Duration::from_secs(300),
+            release_free_memory: None,
         }
     }
 

@@ -102,7 +102,10 @@ pub async fn run_with_operations(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let executor = Executor::new(config.nthreads as usize, store.clone(), Arc::new(operations));
-    let pressure = tokio::spawn(watch_pressure(store));
+    let release = config
+        .release_free_memory
+        .map(|release| (release, (config.target_fraction * config.memory_limit as f64) as u64));
+    let pressure = tokio::spawn(watch_pressure(store, release));
     // Spawned, not polled by this function: the caller may be `block_on`'s own future
     // on the main thread, outside the runtime's workers, and every message of the task
     // stream would then cross from the thread running its connection to the main
@@ -152,15 +155,28 @@ pub async fn run_with_operations(
     result
 }
 
-/// Feeds the process RSS to the store: it spills and pauses on RSS too.
-async fn watch_pressure(store: ChunkStore) {
+/// Feeds the process RSS to the store: it spills and pauses on RSS too. With `release`
+/// (a function and a threshold), an RSS above the threshold (the target) first has the
+/// allocator give back the freed memory it keeps, and is read again: memory kept for
+/// reuse is not data, and must not make the worker spill or pause.
+async fn watch_pressure(store: ChunkStore, release: Option<(fn(), u64)>) {
     let mut tick = tokio::time::interval(PRESSURE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(rss) = process_rss() else {
+        let Some(mut rss) = process_rss() else {
             continue;
         };
+        if let Some((release_free_memory, above)) = release.filter(|(_, above)| rss > *above) {
+            let released = tokio::task::spawn_blocking(move || {
+                release_free_memory();
+                process_rss()
+            });
+            if let Ok(Some(after)) = released.await {
+                tracing::debug!(before = rss, after, above, "free memory given back to the OS");
+                rss = after;
+            }
+        }
         let store = store.clone();
         let paused_before = store.paused();
         let paused_after = tokio::task::spawn_blocking(move || {
