@@ -514,13 +514,16 @@ fn decode<T: Copy + Default>(
     to_f64: impl Fn(T) -> f64,
     from_f64: impl Fn(f64) -> T,
 ) -> (Vec<T>, Option<NullBuffer>) {
-    let is_missing = |value: f64| {
-        let same =
-            |marker: Option<f64>| marker.is_some_and(|marker| value == marker || (value.is_nan() && marker.is_nan()));
-        same(fill) || same(missing)
-    };
+    // Each marker as a number no value equals (NaN) when absent, and whether NaN itself
+    // marks a missing value: the test has no branches, so the scan vectorises.
+    let nan_marks = [fill, missing].iter().any(|marker| marker.is_some_and(f64::is_nan));
+    let (fill_value, missing_value) = (fill.unwrap_or(f64::NAN), missing.unwrap_or(f64::NAN));
+    let is_missing = |value: f64| (value == fill_value) | (value == missing_value) | (nan_marks & value.is_nan());
     // Most fields have no missing value: one scan without allocating first.
-    let any_missing = (fill.is_some() || missing.is_some()) && raw.iter().any(|v| is_missing(to_f64(*v)));
+    let any_missing = (fill.is_some() || missing.is_some())
+        && raw
+            .chunks(4096)
+            .any(|block| block.iter().fold(false, |any, v| any | is_missing(to_f64(*v))));
     let nulls = if any_missing {
         let valid: Vec<bool> = raw.iter().map(|v| !is_missing(to_f64(*v))).collect();
         Some(NullBuffer::from(valid))
@@ -691,6 +694,37 @@ mod tests {
         assert_eq!(read[0], 6.0);
         let all = read_rows(&path, "x_wind", None, 0, Some(2)).expect("read all");
         assert!(GridBatch::new(&all).expect("grid").values_f64()[5].is_nan());
+    }
+
+    /// Missing values are the values equal to `_FillValue` or `missing_value`, NaN only
+    /// where a marker is NaN; packing applies to every value.
+    #[test]
+    fn decode_marks_missing_values_and_unpacks() {
+        let valid = |nulls: Option<NullBuffer>, len: usize| -> Vec<bool> {
+            nulls.map_or(vec![true; len], |nulls| nulls.iter().collect())
+        };
+        let raw = vec![1.0_f32, -999.0, f32::NAN, 7.0, 9.0e36];
+        let decode32 =
+            |fill, missing, scale, offset| decode(raw.clone(), fill, missing, scale, offset, f64::from, |v| v as f32);
+        let (values, nulls) = decode32(Some(-999.0), None, None, None);
+        assert_eq!(
+            valid(nulls, 5),
+            [true, false, true, true, true],
+            "a NaN value is a value"
+        );
+        assert_eq!(values[3], 7.0);
+        let (_, nulls) = decode32(None, Some(f64::NAN), None, None);
+        assert_eq!(valid(nulls, 5), [true, true, false, true, true], "a NaN marker");
+        let (_, nulls) = decode32(Some(-999.0), Some(f64::from(9.0e36_f32)), None, None);
+        assert_eq!(valid(nulls, 5), [true, false, true, true, false], "both markers");
+        let (values, nulls) = decode32(Some(5.0), None, Some(2.0), Some(1.0));
+        assert!(nulls.is_none(), "no value equals the fill");
+        assert_eq!((values[0], values[3]), (3.0, 15.0));
+        // A long field with one missing value near its end (past the first blocks).
+        let mut long = vec![0.5_f64; 10_000];
+        long[9_999] = -1.0;
+        let (_, nulls) = decode(long, Some(-1.0), None, None, None, |v| v, |v| v);
+        assert_eq!(nulls.map(|nulls| nulls.null_count()), Some(1));
     }
 
     #[test]

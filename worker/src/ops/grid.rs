@@ -243,10 +243,24 @@ pub(crate) fn atan2_f32_all(ys: &[f32], xs: &[f32]) -> Vec<f32> {
             (angle.copysign(yf)) as f32
         })
         .collect();
-    for ((result, &y), &x) in out.iter_mut().zip(ys).zip(xs) {
-        // (min/max skip a NaN operand, so a NaN input can give a number above.)
-        if result.is_nan() || y.is_nan() || x.is_nan() {
-            *result = y.atan2(x);
+    // (min/max skip a NaN operand, so a NaN input can give a number above.) Looked for
+    // first in a pass without branches, which vectorises: the loop that mends them
+    // branches on every element, and took as long as the angles themselves.
+    let unusual = |((result, y), x): ((&f32, &f32), &f32)| result.is_nan() | y.is_nan() | x.is_nan();
+    let any_unusual = out
+        .chunks(4096)
+        .zip(ys.chunks(4096).zip(xs.chunks(4096)))
+        .any(|(out, (ys, xs))| {
+            out.iter()
+                .zip(ys)
+                .zip(xs)
+                .fold(false, |any, element| any | unusual(element))
+        });
+    if any_unusual {
+        for ((result, &y), &x) in out.iter_mut().zip(ys).zip(xs) {
+            if unusual(((&*result, &y), &x)) {
+                *result = y.atan2(x);
+            }
         }
     }
     out
