@@ -192,3 +192,37 @@ async fn watch_pressure(store: ChunkStore, release: Option<(fn(), u64)>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::StoreConfig;
+
+    static RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+    fn count_release() {
+        RELEASES.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An RSS above the threshold has the allocator give back its free memory before
+    /// the store hears of it; below it, nothing is released.
+    #[tokio::test]
+    async fn free_memory_is_released_only_above_the_threshold() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = ChunkStore::open(StoreConfig::new(dir.path(), 1 << 30))?.0;
+        let watching = tokio::spawn(watch_pressure(store.clone(), Some((count_release, u64::MAX))));
+        tokio::time::sleep(PRESSURE_INTERVAL * 4).await;
+        watching.abort();
+        assert_eq!(RELEASES.load(Ordering::SeqCst), 0, "no RSS is above u64::MAX");
+        let watching = tokio::spawn(watch_pressure(store, Some((count_release, 0))));
+        tokio::time::sleep(PRESSURE_INTERVAL * 4).await;
+        watching.abort();
+        assert!(
+            RELEASES.load(Ordering::SeqCst) >= 2,
+            "every tick above the threshold releases"
+        );
+        Ok(())
+    }
+}
