@@ -47,6 +47,13 @@ const MAX_BURST: usize = 4096;
 /// and register again, short enough that a worker that died with the old leader
 /// does not hold the graph up for long (the registry marks it gone later).
 const REPORT_WAIT: Duration = Duration::from_secs(3);
+/// A graph of at least this many tasks is added to the core on a blocking thread, not
+/// on the server's runtime thread: adding and placing 100,000 tasks takes 0.1–0.2 s of
+/// CPU at once, and on the one runtime thread that silenced the leader's heartbeats
+/// for longer than its lease (the followers held an election in the middle of
+/// `cairn bench tasks`). Smaller graphs stay on the runtime thread: the hop to another
+/// thread and back costs more than they take.
+const OFFLOADED_GRAPH_TASKS: usize = 5_000;
 /// How often recovery counters are recorded through Raft (when they moved).
 const COUNTER_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -309,9 +316,21 @@ async fn run(
         let (proposals, proposal_receiver) = mpsc::unbounded_channel();
         let (committed, mut committed_releases) = mpsc::unbounded_channel();
         let proposer = tokio::spawn(propose_batches(consensus.clone(), proposal_receiver, committed));
-        let (recovered, addresses) = consensus.state.read(recover);
+        // Off the runtime thread too: rebuilding a big task table takes a while.
+        let reading = consensus.clone();
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            let (recovered, addresses) = reading.state.read(recover);
+            let (core, decisions) = Core::rebuild(config, recovered, true);
+            (core, decisions, addresses)
+        })
+        .await;
+        let Ok((core, decisions, addresses)) = rebuilt else {
+            tracing::error!(term, "rebuilding the scheduling core failed; trying again");
+            proposer.abort();
+            set_term(None);
+            continue;
+        };
         let reign_started = tokio::time::Instant::now();
-        let (core, decisions) = Core::rebuild(config, recovered, true);
         let mut counters = RecoveryCounters {
             failovers: 1,
             ..RecoveryCounters::default()
@@ -341,6 +360,28 @@ async fn run(
                     let Some(input) = input else {
                         proposer.abort();
                         return;
+                    };
+                    let input = match input {
+                        Input::Submitted { client, tasks, wanted } if tasks.len() >= OFFLOADED_GRAPH_TASKS => {
+                            let event = reign.graph_submitted(client, tasks, wanted);
+                            let mut core = std::mem::replace(&mut reign.core, Core::new(config));
+                            let handled = tokio::task::spawn_blocking(move || {
+                                let decisions = core.handle(event);
+                                (core, decisions)
+                            })
+                            .await;
+                            let Ok((core, decisions)) = handled else {
+                                // The core is gone with the thread: a new reign
+                                // rebuilds it from what is recorded.
+                                tracing::error!(term, "adding a graph to the scheduling core failed; starting over");
+                                break;
+                            };
+                            reign.core = core;
+                            reign.perform(decisions);
+                            reign.send_outgoing();
+                            continue;
+                        }
+                        input => input,
                     };
                     reign.handle(input, &shared);
                     let mut handled = 1;
@@ -542,6 +583,23 @@ fn forget_operations(worker: WorkerId, shared: &Arc<Mutex<Shared>>) {
 }
 
 impl Reign {
+    /// The core's event for a committed graph: its chunk inputs resolved from the
+    /// state (and the workers' addresses refreshed).
+    fn graph_submitted(&mut self, client: ClientId, tasks: Vec<TaskSpec>, wanted: Vec<TaskKey>) -> Event {
+        let chunks = self.consensus.state.read(|state| {
+            for record in state.workers() {
+                self.addresses.insert(record.worker, record.addr.clone());
+            }
+            external_chunks(state, tasks.iter())
+        });
+        Event::GraphSubmitted {
+            client,
+            tasks,
+            wanted,
+            chunks,
+        }
+    }
+
     fn handle(&mut self, input: Input, shared: &Arc<Mutex<Shared>>) {
         match input {
             Input::Event(event) => {
@@ -549,18 +607,8 @@ impl Reign {
                 self.perform(decisions);
             }
             Input::Submitted { client, tasks, wanted } => {
-                let chunks = self.consensus.state.read(|state| {
-                    for record in state.workers() {
-                        self.addresses.insert(record.worker, record.addr.clone());
-                    }
-                    external_chunks(state, tasks.iter())
-                });
-                let decisions = self.core.handle(Event::GraphSubmitted {
-                    client,
-                    tasks,
-                    wanted,
-                    chunks,
-                });
+                let event = self.graph_submitted(client, tasks, wanted);
+                let decisions = self.core.handle(event);
                 self.perform(decisions);
             }
             Input::Connect {
