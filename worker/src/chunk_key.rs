@@ -1,6 +1,7 @@
 //! The typed key of a chunk.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The longest chunk key, in bytes.
 pub const MAX_CHUNK_KEY_BYTES: usize = 128;
@@ -10,8 +11,11 @@ pub const MAX_CHUNK_KEY_BYTES: usize = 128;
 ///
 /// Keys are made of ASCII letters, digits, `-`, `_` and `.` (not starting with `.`),
 /// at most [`MAX_CHUNK_KEY_BYTES`] bytes, so a key is always a safe file name.
+/// Shared, not copied, by its clones: the store, its LRU order and the task queue
+/// each keep one per chunk, and a trivial task's result is stored, touched and
+/// released thousands of times a second.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ChunkKey(String);
+pub struct ChunkKey(Arc<str>);
 
 /// A string that is not a valid chunk key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +54,7 @@ impl ChunkKey {
         {
             return Err(invalid("only ASCII letters, digits, '-', '_' and '.' are allowed"));
         }
-        Ok(ChunkKey(text.to_string()))
+        Ok(ChunkKey(Arc::from(text)))
     }
 
     /// The key as text.
