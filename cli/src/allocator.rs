@@ -2,12 +2,13 @@
 //!
 //! mimalloc gives freed memory back to the OS ("purges" it) one second after a free by
 //! default, and then everything freed since, at once. A worker turns over arrays of
-//! tens of MiB per task (a NetCDF read, each element-wise step), so each came from
-//! fresh pages the kernel had to fault in and zero: `clear_page_erms` under page
-//! faults was a quarter of all CPU in `cairn bench seeds`. A worker keeps freed memory
-//! for [`WORKER_PURGE_DELAY`] instead, so an idle worker still gives it back within a
-//! minute; and its RSS never holds more than its target for it: above the target it
-//! gives everything back at once ([`release_free_memory`], called by the worker's
+//! tens of MiB per task (a NetCDF read, each element-wise step, a chunk read from its
+//! file to be served), and a client reading chunks a buffer per chunk: each came from
+//! fresh pages the kernel had to fault in and zero (`clear_page_erms` under page
+//! faults was a quarter of all CPU in `cairn bench seeds`). Every `cairn` process keeps
+//! freed memory for [`PURGE_DELAY`] instead, so an idle one still gives it back within
+//! a minute; a worker's RSS never holds more than its target for it: above the target
+//! it gives everything back at once ([`release_free_memory`], called by the worker's
 //! memory monitor before it spills or pauses).
 
 // The workspace's only unsafe code: two calls into mimalloc's C API.
@@ -22,8 +23,8 @@ use libmimalloc_sys as ffi;
 /// otherwise). `purge_delay_option_is_mimalloc_v3s` checks it.
 const PURGE_DELAY_OPTION: ffi::mi_option_t = 15;
 
-/// How long a worker keeps freed memory for reuse.
-pub const WORKER_PURGE_DELAY: Duration = Duration::from_secs(60);
+/// How long a `cairn` process keeps freed memory for reuse.
+pub const PURGE_DELAY: Duration = Duration::from_secs(60);
 
 /// Keeps freed memory for `delay` before it goes back to the OS (unless
 /// [`release_free_memory`] comes first).

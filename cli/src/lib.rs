@@ -14,7 +14,7 @@
 //!   the process-level tests).
 //! - `discovery.rs`: `--cluster`, `$CAIRN_CLUSTER`, or the cluster file.
 //! - `signals.rs`: SIGTERM / Ctrl-C.
-//! - [`allocator`]: how long freed memory is kept for reuse (workers), and giving it back.
+//! - [`allocator`]: how long freed memory is kept for reuse, and giving it back.
 
 pub mod allocator;
 mod args;
@@ -64,6 +64,7 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     init_tracing(default_level);
+    allocator::keep_free_memory_for(allocator::PURGE_DELAY);
     let mut builder = match &cli.command {
         Command::Scheduler(SchedulerArgs { runtime, .. }) | Command::Worker(WorkerArgs { runtime, .. }) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();

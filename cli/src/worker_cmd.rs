@@ -28,7 +28,6 @@ pub fn config(args: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
 /// Runs the worker until a shutdown signal.
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let mut config = config(&args)?;
-    crate::allocator::keep_free_memory_for(crate::allocator::WORKER_PURGE_DELAY);
     let addr: SocketAddr = args
         .listen
         .parse()
