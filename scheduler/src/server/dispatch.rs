@@ -328,6 +328,7 @@ async fn run(
             tracing::error!(term, "rebuilding the scheduling core failed; trying again");
             proposer.abort();
             set_term(None);
+            tokio::time::sleep(FOLLOWER_POLL).await;
             continue;
         };
         let reign_started = tokio::time::Instant::now();
