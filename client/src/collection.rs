@@ -126,10 +126,7 @@ async fn open_chunk(
     };
     tokio::time::timeout(first_answer, client.do_get(ticket))
         .await
-        .map_err(|_| ChunkReadError {
-            message: format!("no answer within {first_answer:?}"),
-            not_found: false,
-        })?
+        .map_err(|_| ChunkReadError::other(format!("no answer within {first_answer:?}")))?
         .map_err(ChunkReadError::from)
 }
 

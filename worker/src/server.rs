@@ -102,10 +102,7 @@ pub async fn run_with_operations(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let executor = Executor::new(config.nthreads as usize, store.clone(), Arc::new(operations));
-    let release = config
-        .release_free_memory
-        .map(|release| (release, (config.target_fraction * config.memory_limit as f64) as u64));
-    let pressure = tokio::spawn(watch_pressure(store, release));
+    let pressure = tokio::spawn(watch_pressure(store, config.release_free_memory));
     // Spawned, not polled by this function: the caller may be `block_on`'s own future
     // on the main thread, outside the runtime's workers, and every message of the task
     // stream would then cross from the thread running its connection to the main
@@ -155,11 +152,11 @@ pub async fn run_with_operations(
     result
 }
 
-/// Feeds the process RSS to the store: it spills and pauses on RSS too. With `release`
-/// (a function and a threshold), an RSS above the threshold (the target) first has the
-/// allocator give back the freed memory it keeps, and is read again: memory kept for
-/// reuse is not data, and must not make the worker spill or pause.
-async fn watch_pressure(store: ChunkStore, release: Option<(fn(), u64)>) {
+/// Feeds the process RSS to the store: it spills and pauses on RSS too. With
+/// `release_free_memory`, an RSS above the store's target first has the allocator give
+/// back the freed memory it keeps, and is read again: memory kept for reuse is not
+/// data, and must not make the worker spill or pause.
+async fn watch_pressure(store: ChunkStore, release_free_memory: Option<fn()>) {
     let mut tick = tokio::time::interval(PRESSURE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -167,19 +164,17 @@ async fn watch_pressure(store: ChunkStore, release: Option<(fn(), u64)>) {
         let Some(mut rss) = process_rss() else {
             continue;
         };
-        if let Some((release_free_memory, above)) = release.filter(|(_, above)| rss > *above) {
-            let released = tokio::task::spawn_blocking(move || {
-                release_free_memory();
-                process_rss()
-            });
-            if let Ok(Some(after)) = released.await {
-                tracing::debug!(before = rss, after, above, "free memory given back to the OS");
-                rss = after;
-            }
-        }
         let store = store.clone();
         let paused_before = store.paused();
         let paused_after = tokio::task::spawn_blocking(move || {
+            let target = store.config().thresholds().target_bytes;
+            if let Some(release) = release_free_memory.filter(|_| rss > target) {
+                release();
+                if let Some(after) = process_rss() {
+                    tracing::debug!(before = rss, after, target, "free memory given back to the OS");
+                    rss = after;
+                }
+            }
             store.check_pressure(rss);
             store.paused()
         })
@@ -206,17 +201,19 @@ mod tests {
         RELEASES.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// An RSS above the threshold has the allocator give back its free memory before
-    /// the store hears of it; below it, nothing is released.
+    /// An RSS above the store's target has the allocator give back its free memory
+    /// before the store hears of it; below it, nothing is released.
     #[tokio::test]
     async fn free_memory_is_released_only_above_the_threshold() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let store = ChunkStore::open(StoreConfig::new(dir.path(), 1 << 30))?.0;
-        let watching = tokio::spawn(watch_pressure(store.clone(), Some((count_release, u64::MAX))));
+        // A target of 0.6 PiB, then of 0.6 bytes.
+        let (big, small) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let store = ChunkStore::open(StoreConfig::new(big.path(), 1 << 50))?.0;
+        let watching = tokio::spawn(watch_pressure(store, Some(count_release)));
         tokio::time::sleep(PRESSURE_INTERVAL * 4).await;
         watching.abort();
-        assert_eq!(RELEASES.load(Ordering::SeqCst), 0, "no RSS is above u64::MAX");
-        let watching = tokio::spawn(watch_pressure(store, Some((count_release, 0))));
+        assert_eq!(RELEASES.load(Ordering::SeqCst), 0, "no RSS is above the target");
+        let store = ChunkStore::open(StoreConfig::new(small.path(), 1))?.0;
+        let watching = tokio::spawn(watch_pressure(store, Some(count_release)));
         tokio::time::sleep(PRESSURE_INTERVAL * 4).await;
         watching.abort();
         assert!(

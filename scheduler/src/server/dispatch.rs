@@ -47,13 +47,14 @@ const MAX_BURST: usize = 4096;
 /// and register again, short enough that a worker that died with the old leader
 /// does not hold the graph up for long (the registry marks it gone later).
 const REPORT_WAIT: Duration = Duration::from_secs(3);
-/// A graph of at least this many tasks is added to the core on a blocking thread, not
-/// on the server's runtime thread: adding and placing 100,000 tasks takes 0.1–0.2 s of
-/// CPU at once, and on the one runtime thread that silenced the leader's heartbeats
-/// for longer than its lease (the followers held an election in the middle of
-/// `cairn bench tasks`). Smaller graphs stay on the runtime thread: the hop to another
-/// thread and back costs more than they take.
-const OFFLOADED_GRAPH_TASKS: usize = 5_000;
+/// A graph of at least this many tasks is handled on blocking threads, not on the
+/// server's runtime thread: converted and ordered (`TaskService::submit_graph`), and
+/// added to the core here. Adding and placing 100,000 tasks takes 0.1–0.2 s of CPU at
+/// once, and on the one runtime thread that silenced the leader's heartbeats for longer
+/// than its lease (the followers held an election in the middle of `cairn bench
+/// tasks`). Smaller graphs stay on the runtime thread: the hop to another thread and
+/// back costs more than they take.
+pub(super) const OFFLOADED_GRAPH_TASKS: usize = 5_000;
 /// How often recovery counters are recorded through Raft (when they moved).
 const COUNTER_INTERVAL: Duration = Duration::from_millis(200);
 

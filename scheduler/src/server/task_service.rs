@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::consensus::Consensus;
 use super::convert_graph::{signature_to_wire, task_key, task_spec};
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, OFFLOADED_GRAPH_TASKS};
 use super::error::ServerError;
 use crate::control::{ClientId, ControlCommand, ControlOutcome, ControlState, SubmitRefused};
 use crate::graph::{dependency_order, validate_graph, GraphError, KnownKeys, TaskKey, TaskSpec};
@@ -23,11 +23,6 @@ const SUBMIT_ATTEMPTS: u32 = 3;
 /// How long a graph naming an operation no connected worker offers waits for the
 /// registered workers to reconnect (after a leader change) before it is refused.
 const RECONNECT_WAIT: Duration = Duration::from_secs(5);
-/// A graph of at least this many tasks is converted and ordered on a blocking thread:
-/// for 100,000 tasks that is 50–120 ms of CPU, which on the server's one runtime thread
-/// delays the leader's heartbeats (see `dispatch.rs`, which adds such graphs to the
-/// core off the runtime thread too).
-const OFFLOADED_GRAPH_TASKS: usize = 5_000;
 /// The most bytes (approximately) one Raft entry carries.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// The longest a single `WaitTasks` call waits.
@@ -138,6 +133,8 @@ impl Scheduler for TaskService {
         let request = request.into_inner();
         self.consensus.replica.ensure_leader().map_err(ServerError::from)?;
         let client = client_id(&request.client_id)?;
+        // As the core adds it (`dispatch.rs`), a big graph is converted and ordered
+        // off the runtime thread: 50–120 ms of CPU for 100,000 tasks.
         let big = request.tasks.len() >= OFFLOADED_GRAPH_TASKS;
         let wire_tasks = request.tasks;
         let tasks = off_runtime_if(big, move || {
