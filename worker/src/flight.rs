@@ -142,6 +142,40 @@ fn chunk_messages(chunk: ChunkForSending) -> BoxStream<'static, Result<FlightDat
     }
 }
 
+/// The answer to a `DoGet` of `ticket` (a chunk key): the chunk's Flight messages. It
+/// starts at once and the chunk (perhaps read from disk) follows in the stream, so a
+/// reader can tell a slow read from a hung worker. Shared by the Flight service and
+/// the hand-framed `DoGet` route ([`crate::flight_get`]).
+pub(crate) fn chunk_answer(
+    data: &WorkerData,
+    ticket: &[u8],
+) -> Result<BoxStream<'static, Result<FlightData, Status>>, Status> {
+    let key = std::str::from_utf8(ticket)
+        .ok()
+        .and_then(|text| ChunkKey::parse(text).ok())
+        .ok_or_else(|| invalid("a ticket is a chunk key".to_string()))?;
+    if !data.store.contains(&key) {
+        return Err(store_status(StoreError::NotFound { key }));
+    }
+    let data = data.clone();
+    let messages = futures::stream::once(async move {
+        let store = data.store.clone();
+        let lookup = key.clone();
+        // A file too big for one message comes back decoded, for the encoder to split.
+        let chunk = blocking(move || store.get_for_sending(&lookup, (MAX_MESSAGE_BYTES / 2) as u64))
+            .await
+            .inspect_err(|status| {
+                if status.code() == tonic::Code::DataLoss {
+                    tracing::error!(chunk = %key, error = %status.message(), "corrupt chunk dropped, not served");
+                    data.report_lost(&key);
+                }
+            })?;
+        Ok::<_, Status>(chunk_messages(chunk))
+    })
+    .try_flatten();
+    Ok(messages.boxed())
+}
+
 /// Serves this worker's chunks.
 pub struct WorkerFlightService {
     /// The chunks and what is reported about them.
@@ -319,33 +353,7 @@ impl FlightService for WorkerFlightService {
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = request.into_inner().ticket;
-        let key = std::str::from_utf8(&ticket)
-            .ok()
-            .and_then(|text| ChunkKey::parse(text).ok())
-            .ok_or_else(|| invalid("a ticket is a chunk key".to_string()))?;
-        if !self.data.store.contains(&key) {
-            return Err(store_status(StoreError::NotFound { key }));
-        }
-        // The answer starts at once and the chunk (perhaps read from disk) follows in
-        // the stream, so a reader can tell a slow read from a hung worker.
-        let data = self.data.clone();
-        let messages = futures::stream::once(async move {
-            let store = data.store.clone();
-            let lookup = key.clone();
-            // A file too big for one message comes back decoded, for the encoder to split.
-            let chunk = blocking(move || store.get_for_sending(&lookup, (MAX_MESSAGE_BYTES / 2) as u64))
-                .await
-                .inspect_err(|status| {
-                    if status.code() == tonic::Code::DataLoss {
-                        tracing::error!(chunk = %key, error = %status.message(), "corrupt chunk dropped, not served");
-                        data.report_lost(&key);
-                    }
-                })?;
-            Ok::<_, Status>(chunk_messages(chunk))
-        })
-        .try_flatten();
-        Ok(Response::new(messages.boxed()))
+        chunk_answer(&self.data, &request.into_inner().ticket).map(Response::new)
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

@@ -9,6 +9,8 @@
 //!   checksums, pause thresholds. The only place that knows how chunks sit in memory
 //!   and on disk.
 //! - [`flight`]: Arrow Flight `DoGet` / `DoPut` (uploads, and copies to replicas).
+//! - [`flight_get`]: `DoGet` answered with hand-framed messages (a chunk's bytes are not
+//!   copied into tonic's buffer); every other Flight call goes to [`flight`].
 //! - [`cluster_link`]: registration through Raft, the heartbeat stream to the leader,
 //!   release of unreferenced chunks.
 //! - [`identity`]: `worker.json`, the worker id and cluster of a data dir.
@@ -27,6 +29,7 @@ pub mod cluster_link;
 pub mod config;
 pub mod error;
 pub mod flight;
+pub mod flight_get;
 pub mod identity;
 pub mod ops;
 pub mod rss;

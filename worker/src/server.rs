@@ -12,6 +12,7 @@ use crate::cluster_link::run_link;
 use crate::config::{format_bytes, WorkerConfig};
 use crate::error::WorkerError;
 use crate::flight::{WorkerData, WorkerFlightService, MAX_MESSAGE_BYTES};
+use crate::flight_get::FlightRoutes;
 use crate::identity::WorkerIdentity;
 use crate::ops::OpRegistry;
 use crate::rss::process_rss;
@@ -101,6 +102,7 @@ pub async fn run_with_operations(
     let flight = FlightServiceServer::new(WorkerFlightService::new(data.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let flight = FlightRoutes::new(data.clone(), flight);
     let executor = Executor::new(config.nthreads as usize, store.clone(), Arc::new(operations));
     let pressure = tokio::spawn(watch_pressure(store, config.release_free_memory));
     // Spawned, not polled by this function: the caller may be `block_on`'s own future

@@ -28,8 +28,6 @@ use crate::ChunkKey;
 const ARROW_MAGIC: &[u8; 6] = b"ARROW1";
 /// The trailer of an Arrow IPC file: the footer length (4 bytes) and the magic.
 const TRAILER_BYTES: usize = 10;
-/// How much of a file is read before it is checksummed, when a file is read for sending.
-const CHECKSUM_PIECE_BYTES: u64 = 256 * 1024;
 /// The write buffer between the IPC encoder and the file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
@@ -200,36 +198,14 @@ pub(crate) fn read_chunk_file(path: &Path, name: &ChunkFileName) -> Result<Recor
     })
 }
 
-/// Reads the whole file at `path` and checks its crc32c against `name`; the bytes, not decoded
-/// (for sending as they are). Unlike [`read_chunk_file`], the buffer is not zeroed first: the
-/// kernel writes every byte of it.
+/// The whole file at `path`, its crc32c checked against `name`; the bytes, not decoded (for
+/// sending as they are). The file is mapped, not read: its pages are the page cache's own
+/// (`mapped.rs`).
 pub(crate) fn read_chunk_file_bytes(path: &Path, name: &ChunkFileName) -> Result<bytes::Bytes, ReadFailure> {
-    let mut file = open_chunk_file(path)?;
-    let length = file.metadata().map_err(|source| ReadFailure::Io { source })?.len();
-    let mut contents = Vec::new();
-    contents
-        .try_reserve_exact(usize::try_from(length).unwrap_or(usize::MAX))
-        .map_err(|_| ReadFailure::Corrupt {
-            reason: format!("{} is too large to load ({length} bytes)", path.display()),
-        })?;
-    // Read in pieces, each checksummed right after it lands (while it is still in the
-    // CPU's cache), rather than the whole file and then a second pass over memory.
-    let mut checksum = 0;
-    loop {
-        let start = contents.len();
-        let read = (&mut file)
-            .take(CHECKSUM_PIECE_BYTES)
-            .read_to_end(&mut contents)
-            .map_err(|source| ReadFailure::Io { source })?;
-        checksum = crc32c::crc32c_append(checksum, &contents[start..]);
-        if read == 0 {
-            break;
-        }
-    }
-    if checksum != name.checksum {
-        return Err(checksum_mismatch(path, name, checksum));
-    }
-    Ok(bytes::Bytes::from(contents))
+    let file = open_chunk_file(path)?;
+    let contents = super::mapped::map_whole_file(&file).map_err(|source| ReadFailure::Io { source })?;
+    check_checksum(path, name, &contents)?;
+    Ok(contents)
 }
 
 /// One Arrow IPC message of a chunk file, as Arrow Flight carries it: the flatbuffer

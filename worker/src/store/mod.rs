@@ -41,6 +41,7 @@ pub mod error;
 mod file;
 mod file_name;
 mod lru;
+mod mapped;
 mod memory;
 mod open;
 mod state;

@@ -653,5 +653,20 @@ fn spilled_chunk_is_sent_from_its_file_without_unspilling() -> anyhow::Result<()
         "{large:?}"
     );
     assert!(is_in_memory(&store, "mixed"));
+
+    // The bytes of a chunk being sent stay whole when the chunk is deleted meanwhile
+    // (its file is mapped, and the mapping outlives the unlinked file).
+    let spilled = (0..4)
+        .map(|index| format!("filler-{index}"))
+        .find(|name| !is_in_memory(&store, name))
+        .expect("a filler chunk is on disk");
+    let in_flight = store.get_for_sending(&key(&spilled), u64::MAX)?;
+    assert!(store.delete(&key(&spilled))?);
+    assert!(matches!(
+        store.get_for_sending(&key(&spilled), u64::MAX),
+        Err(StoreError::NotFound { .. })
+    ));
+    let index = spilled.trim_start_matches("filler-").parse()?;
+    assert_eq!(decode_sent(in_flight)?, vec![int_batch(25_000, index)]);
     Ok(())
 }
