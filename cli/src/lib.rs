@@ -93,7 +93,12 @@ pub fn main() -> ExitCode {
             Command::Datasets(args) => datasets_cmd::run(args).await,
             Command::Status(args) => status_cmd::run(args).await,
             Command::Cluster(args) => cluster_cmd::run(args).await,
-            Command::Bench(args) => bench::run(args).await,
+            // Interrupted, the benchmark's future is dropped, and with it the local
+            // cluster it started (its processes are stopped, not left running).
+            Command::Bench(args) => tokio::select! {
+                result = bench::run(args) => result,
+                () = signals::shutdown_signal() => Err(anyhow::anyhow!("interrupted; the benchmark's cluster was stopped")),
+            },
             Command::SeedData(args) => seed_data::run(args),
         }
     });

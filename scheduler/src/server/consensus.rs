@@ -1,6 +1,6 @@
 //! Proposing control commands and linearizable reads, in the server's error terms.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,10 +37,13 @@ pub struct Consensus {
 /// never is.
 #[derive(Debug, Default)]
 pub struct DroppedChunks {
-    /// The keys, oldest first.
-    order: VecDeque<String>,
-    /// The same keys, for lookups.
-    keys: HashSet<String>,
+    /// The keys with the number of their insertion, oldest first; an entry whose number
+    /// is no longer the key's in `keys` (removed, or inserted again since) is stale.
+    order: VecDeque<(String, u64)>,
+    /// The keys remembered, each with the number of its latest insertion.
+    keys: HashMap<String, u64>,
+    /// The number of the next insertion.
+    next: u64,
 }
 
 impl DroppedChunks {
@@ -49,27 +52,50 @@ impl DroppedChunks {
 
     /// `key` was left unreferenced by a committed write.
     pub fn insert(&mut self, key: String) {
-        if !self.keys.insert(key.clone()) {
+        self.insert_within(key, Self::CAPACITY);
+    }
+
+    /// [`DroppedChunks::insert`], remembering at most `capacity` keys.
+    fn insert_within(&mut self, key: String, capacity: usize) {
+        if self.keys.contains_key(&key) {
             return;
         }
-        self.order.push_back(key);
-        while self.order.len() > Self::CAPACITY {
-            if let Some(oldest) = self.order.pop_front() {
-                self.keys.remove(&oldest);
+        let number = self.next;
+        self.next += 1;
+        self.keys.insert(key.clone(), number);
+        self.order.push_back((key, number));
+        while self.keys.len() > capacity {
+            match self.order.pop_front() {
+                Some((oldest, number)) if self.keys.get(&oldest) == Some(&number) => {
+                    self.keys.remove(&oldest);
+                }
+                Some(_stale) => {}
+                None => break,
             }
+        }
+        self.compact();
+    }
+
+    /// `key` is referred to again (published anew). Constant time: its entry in the
+    /// order goes stale, and stale entries are dropped in bulk once they are half.
+    pub fn remove(&mut self, key: &str) {
+        if self.keys.remove(key).is_some() {
+            self.compact();
         }
     }
 
-    /// `key` is referred to again (published anew).
-    pub fn remove(&mut self, key: &str) {
-        if self.keys.remove(key) {
-            self.order.retain(|kept| kept != key);
+    /// Drops the stale entries once they outnumber the live ones (amortised constant
+    /// time per call, and the order never holds more than twice the keys).
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.keys.len() + 16 {
+            let keys = &self.keys;
+            self.order.retain(|(key, number)| keys.get(key) == Some(number));
         }
     }
 
     /// Whether `key` was left unreferenced by a committed write.
     pub fn contains(&self, key: &str) -> bool {
-        self.keys.contains(key)
+        self.keys.contains_key(key)
     }
 }
 
@@ -298,5 +324,43 @@ async fn propose_joined(
         other => Err(ProposalFailure::Unavailable(format!(
             "a batch of writes returned {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DroppedChunks;
+
+    /// A key removed and dropped again is remembered as newly dropped: the stale entry of
+    /// its first drop does not evict it, and remove/insert cycles do not grow the order.
+    #[test]
+    fn dropped_chunks_evict_the_oldest_live_key_and_stay_bounded() {
+        let mut dropped = DroppedChunks::default();
+        for key in ["a", "b", "c"] {
+            dropped.insert_within(key.to_string(), 3);
+        }
+        dropped.remove("a");
+        assert!(!dropped.contains("a"));
+        dropped.insert_within("a".to_string(), 3);
+        // Over capacity: "b" is the oldest live key ("a"'s first entry is stale).
+        dropped.insert_within("d".to_string(), 3);
+        assert!(!dropped.contains("b"));
+        for key in ["a", "c", "d"] {
+            assert!(dropped.contains(key), "{key}");
+        }
+        for _ in 0..10_000 {
+            dropped.remove("c");
+            dropped.insert_within("c".to_string(), 3);
+        }
+        assert!(
+            dropped.order.len() <= 2 * dropped.keys.len() + 16,
+            "{}",
+            dropped.order.len()
+        );
+        for key in ["a", "c", "d"] {
+            assert!(dropped.contains(key), "{key}");
+        }
+        dropped.insert_within("e".to_string(), 3);
+        assert!(!dropped.contains("a"), "the oldest live key goes first");
     }
 }
