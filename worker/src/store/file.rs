@@ -28,6 +28,8 @@ use crate::ChunkKey;
 const ARROW_MAGIC: &[u8; 6] = b"ARROW1";
 /// The trailer of an Arrow IPC file: the footer length (4 bytes) and the magic.
 const TRAILER_BYTES: usize = 10;
+/// The piece of a file read at a time to checksum it, when a file is read for sending.
+const CHECKSUM_PIECE_BYTES: usize = 256 * 1024;
 /// The write buffer between the IPC encoder and the file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
@@ -199,12 +201,42 @@ pub(crate) fn read_chunk_file(path: &Path, name: &ChunkFileName) -> Result<Recor
 }
 
 /// The whole file at `path`, its crc32c checked against `name`; the bytes, not decoded (for
-/// sending as they are). The file is mapped, not read: its pages are the page cache's own
-/// (`mapped.rs`).
+/// sending as they are). The bytes are the file's mapping (`mapped.rs`): the page cache's own
+/// pages, neither copied nor freshly allocated.
+///
+/// The checksum is computed over a `read` of the file, through a small buffer this thread
+/// reuses, not over the mapping: a disk that cannot give a page back then fails the read with
+/// an error (a mapping would raise SIGBUS and take the worker down), and the pages sent from
+/// the mapping are the ones that read just brought into the page cache.
 pub(crate) fn read_chunk_file_bytes(path: &Path, name: &ChunkFileName) -> Result<bytes::Bytes, ReadFailure> {
-    let file = open_chunk_file(path)?;
+    thread_local! {
+        static PIECE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut file = open_chunk_file(path)?;
+    let (checksum, length) = PIECE.with_borrow_mut(|piece| {
+        piece.resize(CHECKSUM_PIECE_BYTES, 0);
+        let (mut checksum, mut length) = (0, 0u64);
+        loop {
+            match file.read(piece) {
+                Ok(0) => return Ok((checksum, length)),
+                Ok(read) => {
+                    checksum = crc32c::crc32c_append(checksum, &piece[..read]);
+                    length += read as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(ReadFailure::Io { source }),
+            }
+        }
+    })?;
+    if checksum != name.checksum {
+        return Err(checksum_mismatch(path, name, checksum));
+    }
     let contents = super::mapped::map_whole_file(&file).map_err(|source| ReadFailure::Io { source })?;
-    check_checksum(path, name, &contents)?;
+    if contents.len() as u64 != length {
+        return Err(ReadFailure::Corrupt {
+            reason: format!("{} changed size while being read", path.display()),
+        });
+    }
     Ok(contents)
 }
 

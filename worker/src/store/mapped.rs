@@ -3,17 +3,21 @@
 //! A chunk streamed from a spill file was read into a fresh buffer: the kernel zeroed
 //! the new pages (`clear_page_erms`) and copied the page cache into them
 //! (`filemap_read`), 17 % of the machine's samples while `cairn bench data` streamed
-//! a GiB. A mapping shares the page cache's pages: no zeroing, no copy, and the
-//! pages leave the process when the last slice of the chunk is dropped.
+//! a GiB. A mapping shares the page cache's pages: nothing to zero, nothing to keep,
+//! and the pages leave the process when the last slice of the chunk is dropped. (The
+//! checksum still reads the file, through a small buffer that stays in the CPU's
+//! cache: see below.)
 //!
 //! The only `unsafe` here is the mapping itself (memmap2's `map` is `unsafe` because
 //! the file could change under it). The store's files never do: a chunk file is
 //! written under a temporary name, synced, renamed into place, and afterwards only
 //! ever read or unlinked, and unlinking a mapped file leaves the mapping whole. A file
-//! changed by something else than the store is caught by the checksum that is
-//! computed over the mapping before anything is sent, as a file read into memory
-//! would be; truncating it while it is mapped would raise SIGBUS, which is why the
-//! store's directory is the worker's alone (ARCHITECTURE.md).
+//! changed by something else than the store is caught by the checksum computed
+//! before anything is sent; truncating it while it is mapped would raise SIGBUS,
+//! which is why the store's directory is the worker's alone (ARCHITECTURE.md). The
+//! checksum is computed over a `read` of the file, not over the mapping, so that a
+//! disk that cannot give a page back fails with an error rather than a SIGBUS
+//! (`read_chunk_file_bytes`).
 #![allow(unsafe_code)]
 
 use std::fs::File;
