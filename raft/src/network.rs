@@ -105,6 +105,17 @@ impl AppendStream {
 /// packets heals, the old TCP connection waits for its next retransmission, which
 /// exponential backoff puts seconds away; a new connection gets through at once.
 const STALE_AFTER: Duration = Duration::from_secs(1);
+/// At most about this many bytes of entries go in one AppendEntries (at least one entry
+/// goes, however big). openraft 0.9 bounds a batch by count only (256 entries), and an
+/// entry may hold up to 4 MiB of merged writes: a follower far behind was sent
+/// hundreds of MiB at once, which never arrived within the append timeout, so it was
+/// sent again, and again (`cairn-jepsen`'s data workload, after a slow network had
+/// let it fall behind: the leader could commit nothing for minutes). The rest of a
+/// batch goes in the next request, at once (`PartialSuccess`).
+const APPEND_BUDGET_BYTES: usize = 1024 * 1024;
+/// What an entry adds to a request besides its command's bytes (ids, framing): an
+/// estimate, for the budget.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 /// When a peer last answered, and when its connection was last replaced.
 #[derive(Debug, Clone, Copy)]
@@ -550,13 +561,40 @@ impl PeerConnection {
     }
 }
 
+/// How many of `entries`, from the first, fit in `budget` bytes (their commands' bytes
+/// and an estimate of the rest); at least one, so that any entry gets through.
+fn entries_within_budget(entries: &[openraft::Entry<TypeConfig>], budget: usize) -> usize {
+    let mut bytes = 0usize;
+    for (index, entry) in entries.iter().enumerate() {
+        bytes += ENTRY_OVERHEAD_BYTES
+            + match &entry.payload {
+                openraft::EntryPayload::Normal(command) => command.0.len(),
+                openraft::EntryPayload::Blank | openraft::EntryPayload::Membership(_) => 0,
+            };
+        if bytes > budget && index > 0 {
+            return index;
+        }
+    }
+    entries.len()
+}
+
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        request: AppendEntriesRequest<TypeConfig>,
+        mut request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.send(RPCTypes::AppendEntries, &request, &option).await
+        let sent = entries_within_budget(&request.entries, APPEND_BUDGET_BYTES);
+        let last_sent = (sent < request.entries.len()).then(|| {
+            request.entries.truncate(sent);
+            request.entries.last().map(|entry| entry.log_id)
+        });
+        let response = self.send(RPCTypes::AppendEntries, &request, &option).await?;
+        Ok(match (response, last_sent) {
+            // The follower holds what was sent: openraft sends the rest next.
+            (AppendEntriesResponse::Success, Some(last)) => AppendEntriesResponse::PartialSuccess(last),
+            (response, _) => response,
+        })
     }
 
     async fn install_snapshot(
@@ -619,6 +657,34 @@ mod tests {
     use cairn_proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
     use cairn_proto::v1::{BootstrapProbe, BootstrapProbeReply};
     use tonic::{Request, Response, Status};
+
+    fn entry(index: u64, bytes: usize) -> openraft::Entry<TypeConfig> {
+        openraft::Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(crate::types::Command(vec![0; bytes])),
+        }
+    }
+
+    /// A batch is cut after the entries that fit the budget, never before its first
+    /// entry (however big), and a batch that fits goes whole.
+    #[test]
+    fn append_entries_are_cut_to_the_byte_budget() {
+        let budget = 1000;
+        let small: Vec<_> = (1..=5).map(|index| entry(index, 100)).collect();
+        assert_eq!(entries_within_budget(&small, budget), 5);
+        let mixed = vec![entry(1, 400), entry(2, 400), entry(3, 400), entry(4, 10)];
+        assert_eq!(entries_within_budget(&mixed, budget), 2);
+        let huge = vec![entry(1, 10_000), entry(2, 10)];
+        assert_eq!(entries_within_budget(&huge, budget), 1, "the first entry always goes");
+        assert_eq!(entries_within_budget(&[], budget), 0);
+        let blanks: Vec<_> = (1..=100)
+            .map(|index| openraft::Entry::<TypeConfig> {
+                log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+                payload: openraft::EntryPayload::Blank,
+            })
+            .collect();
+        assert_eq!(entries_within_budget(&blanks, budget), 1000 / ENTRY_OVERHEAD_BYTES);
+    }
 
     /// A peer that echoes AppendEntries payloads on streams and counts what it saw.
     /// Payload `slow` is answered after 300 ms; payload `end` ends its stream after
