@@ -11,7 +11,8 @@
 //! it gives everything back at once ([`release_free_memory`], called by the worker's
 //! memory monitor before it spills or pauses).
 
-// The workspace's only unsafe code: two calls into mimalloc's C API.
+// One of the workspace's two modules allowed `unsafe` (the other maps chunk files,
+// `worker/src/store/mapped.rs`): two calls into mimalloc's C API.
 #![allow(unsafe_code)]
 
 use std::time::Duration;
