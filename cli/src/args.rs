@@ -99,6 +99,11 @@ pub struct SchedulerArgs {
     /// How many log entries to keep behind a snapshot for lagging followers.
     #[arg(long, default_value_t = 1_000)]
     pub snapshot_keep_logs: u64,
+    /// A leader whose log holds more than this many MiB of entries it could not commit
+    /// yet (no quorum answers) refuses new writes with "unavailable" until they commit,
+    /// instead of growing its log with every retry.
+    #[arg(long, default_value_t = 128)]
+    pub max_uncommitted_mib: u64,
     /// How long the leader waits without a heartbeat before it marks a worker gone
     /// (through Raft), in milliseconds.
     #[arg(long, default_value_t = 10_000)]

@@ -103,6 +103,7 @@ pub fn config(args: &SchedulerArgs) -> anyhow::Result<SchedulerConfig> {
                 election_timeout_max_ms,
                 snapshot_every: args.snapshot_every,
                 logs_kept_after_snapshot: args.snapshot_keep_logs,
+                max_uncommitted_bytes: args.max_uncommitted_mib.max(1).saturating_mul(1024 * 1024),
             },
         },
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),

@@ -24,7 +24,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     "state": status.state, "leader_id": status.leader_id, "leader_addr": status.leader_addr,
                     "term": status.term, "last_log_index": status.last_log_index,
                     "commit_index": status.commit_index, "applied_index": status.applied_index,
-                    "snapshot_index": status.snapshot_index, "datasets": status.datasets,
+                    "snapshot_index": status.snapshot_index, "uncommitted_bytes": status.uncommitted_bytes,
+                    "datasets": status.datasets,
                     "tasks": status.tasks,
                     "task_counts": status.task_counts.map(|(waiting, assigned, memory, erred)| json!({
                         "waiting": waiting, "assigned": assigned, "memory": memory, "erred": erred,

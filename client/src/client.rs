@@ -84,6 +84,9 @@ pub struct NodeStatus {
     pub applied_index: u64,
     /// The last snapshot's index.
     pub snapshot_index: u64,
+    /// Encoded bytes of the log entries this replica holds beyond its commit index
+    /// (a leader refuses writes once they pass `--max-uncommitted-mib`).
+    pub uncommitted_bytes: u64,
     /// Published datasets, as of this replica's applied state.
     pub datasets: u64,
     /// Tasks in the replicated task table, as of this replica's applied state.
@@ -799,6 +802,7 @@ impl Client {
             commit_index: reply.commit_index,
             applied_index: reply.applied_index,
             snapshot_index: reply.snapshot_index,
+            uncommitted_bytes: reply.uncommitted_bytes,
             datasets: reply.datasets,
             tasks: reply.tasks,
             task_counts: reply

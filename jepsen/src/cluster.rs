@@ -63,6 +63,9 @@ const FILL_FILE: &str = "jepsen-fill";
 /// enough that a scheduler fault (an election, a slow link) never costs a worker,
 /// short enough that a killed worker is noticed within a fault.
 const WORKER_TIMEOUT_MS: &str = "5000";
+/// The schedulers' bound on a leader's uncommitted log (`--max-uncommitted-mib`),
+/// small enough that a leader cut off from its quorum reaches it within a fault.
+pub const MAX_UNCOMMITTED_MIB: u64 = 16;
 
 /// The cluster of scheduler and worker processes.
 pub struct Cluster {
@@ -479,6 +482,7 @@ impl Cluster {
             .args(["--worker-timeout-ms", WORKER_TIMEOUT_MS])
             .args(["--snapshot-every", &snapshot_every.to_string()])
             .args(["--snapshot-keep-logs", &(snapshot_every / 5).to_string()])
+            .args(["--max-uncommitted-mib", &MAX_UNCOMMITTED_MIB.to_string()])
             .env("RUST_LOG", "info");
         if join {
             command.arg("--join");
@@ -730,7 +734,8 @@ impl Cluster {
 
 /// Reads the leader's recovery counters with the generated Admin client (the
 /// client library's `NodeStatus` does not carry them): every replica is asked at
-/// once; the one leading in the highest term answers.
+/// once; the one leading in the highest term answers. Every answering replica's
+/// uncommitted log bytes are read too (the most of them is kept).
 pub struct CounterSampler {
     channels: Vec<(String, Channel)>,
     limit: Duration,
@@ -764,10 +769,14 @@ impl CounterSampler {
         });
         let mut best: Option<wire::StatusReply> = None;
         let mut errors = Vec::new();
+        let mut uncommitted = (0, 0);
         for (addr, reply) in futures::future::join_all(calls).await {
             match reply {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();
+                    if reply.uncommitted_bytes >= uncommitted.0 {
+                        uncommitted = (reply.uncommitted_bytes, reply.node_id);
+                    }
                     if reply.state == "leader" && best.as_ref().is_none_or(|b| reply.term > b.term) {
                         best = Some(reply);
                     }
@@ -786,6 +795,9 @@ impl CounterSampler {
             tasks_recomputed: recovery.tasks_recomputed,
             chunks_reregistered: recovery.chunks_reregistered,
             replicas_repaired: recovery.replicas_repaired,
+            uncommitted_bytes: uncommitted.0,
+            uncommitted_node: uncommitted.1,
+            uncommitted_limit: MAX_UNCOMMITTED_MIB * 1024 * 1024,
         }))
     }
 }

@@ -261,6 +261,16 @@ pub struct Counters {
     pub chunks_reregistered: u64,
     /// Copies made to bring persisted chunks back to their replica count.
     pub replicas_repaired: u64,
+    /// The most log bytes beyond its commit index that any replica reported in this
+    /// sample (a leader refuses writes past `uncommitted_limit`)...
+    #[serde(default)]
+    pub uncommitted_bytes: u64,
+    /// ...and which replica reported them.
+    #[serde(default)]
+    pub uncommitted_node: u64,
+    /// The schedulers' `--max-uncommitted-mib` in bytes; 0 when not known.
+    #[serde(default)]
+    pub uncommitted_limit: u64,
 }
 
 /// A nemesis event in the history (the same as the timeline's).

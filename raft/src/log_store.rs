@@ -17,7 +17,7 @@
 //! replication reads them without a trip to RocksDB. Truncations and purges go
 //! through the same queue (after every append before them) and are awaited.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
@@ -52,6 +52,79 @@ pub struct LogStore {
     tail: Arc<Mutex<Tail>>,
     /// The writer thread.
     writer: Arc<WriterHandle>,
+    /// The entries appended and not yet known committed.
+    backlog: LogBacklog,
+}
+
+/// What this replica's log holds beyond its commit index: the entries appended since
+/// the last commit openraft reported (`save_committed`), and their encoded bytes. On a
+/// leader that cannot commit, it is how far clients' retries have run ahead;
+/// [`crate::Replica`] refuses proposals beyond a bound. Entries in the log at start are
+/// not counted until new ones commit past them. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LogBacklog {
+    shared: Arc<Mutex<Uncommitted>>,
+}
+
+#[derive(Debug, Default)]
+struct Uncommitted {
+    /// (index, encoded bytes), in index order.
+    entries: VecDeque<(u64, usize)>,
+    bytes: usize,
+}
+
+impl LogBacklog {
+    /// The entries appended and not yet committed, and their encoded bytes.
+    pub fn now(&self) -> (usize, usize) {
+        let uncommitted = self.lock();
+        (uncommitted.entries.len(), uncommitted.bytes)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Uncommitted> {
+        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Entries appended (after any at or beyond their first index: replaced).
+    fn appended(&self, entries: &[(u64, usize)]) {
+        let Some(&(first, _)) = entries.first() else {
+            return;
+        };
+        let mut uncommitted = self.lock();
+        uncommitted.drop_from(first);
+        for &(index, bytes) in entries {
+            uncommitted.entries.push_back((index, bytes));
+            uncommitted.bytes += bytes;
+        }
+    }
+
+    /// Everything up to `index` is committed (or purged).
+    fn committed(&self, index: u64) {
+        let mut uncommitted = self.lock();
+        while let Some(&(oldest, bytes)) = uncommitted.entries.front() {
+            if oldest > index {
+                break;
+            }
+            uncommitted.entries.pop_front();
+            uncommitted.bytes -= bytes;
+        }
+    }
+
+    /// The log was truncated from `index` on.
+    fn truncated(&self, index: u64) {
+        self.lock().drop_from(index);
+    }
+}
+
+impl Uncommitted {
+    fn drop_from(&mut self, index: u64) {
+        while let Some(&(newest, bytes)) = self.entries.back() {
+            if newest < index {
+                break;
+            }
+            self.entries.pop_back();
+            self.bytes -= bytes;
+        }
+    }
 }
 
 /// The writer thread's queue, and the thread, joined when the last clone of the
@@ -180,11 +253,21 @@ impl LogStore {
             jobs: Some(jobs),
             thread: Some(thread),
         });
-        Ok(LogStore { db, tail, writer })
+        Ok(LogStore {
+            db,
+            tail,
+            writer,
+            backlog: LogBacklog::default(),
+        })
     }
 
     fn tail(&self) -> MutexGuard<'_, Tail> {
         lock(&self.tail)
+    }
+
+    /// The handle on this log's uncommitted entries (shared by every clone).
+    pub fn backlog(&self) -> LogBacklog {
+        self.backlog.clone()
     }
 
     /// Puts `entries` in the tail (readable at once) and queues them for the writer,
@@ -196,9 +279,11 @@ impl LogStore {
     ) -> Result<(), RaftStorageError> {
         let mut rows = Vec::new();
         let mut held = Vec::new();
+        let mut sizes = Vec::new();
         for entry in entries {
             let bytes = codec::encode("log entry", &entry).map_err(write_error)?;
             let size = bytes.len();
+            sizes.push((entry.log_id.index, size));
             rows.push((entry.log_id, bytes));
             held.push(TailEntry {
                 bytes: size,
@@ -217,6 +302,7 @@ impl LogStore {
                 }
             }
         }
+        self.backlog.appended(&sizes);
         self.send(Job::Append { rows, flushed }).map_err(write_error)
     }
 
@@ -467,6 +553,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
+        if let Some(committed) = committed {
+            self.backlog.committed(committed.index);
+        }
         let bytes = codec::encode("committed log id", &committed).map_err(write_error)?;
         // Not awaited and not synced: the committed index is a hint that speeds up
         // restart; losing it costs nothing but re-applying from the last applied index.
@@ -493,6 +582,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         tracing::debug!(from = log_id.index, "truncating the raft log");
         self.tail().drop_from(log_id.index);
+        self.backlog.truncated(log_id.index);
         let mut batch = self.db.batch();
         batch.delete_range(Column::Log, &index_key(log_id.index), END_OF_LOG);
         self.write_exclusive(batch).await.map_err(write_error)
@@ -502,6 +592,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::debug!(upto = log_id.index, "purging the raft log");
         let bytes = codec::encode("last purged log id", &log_id).map_err(write_error)?;
         self.tail().drop_until(log_id.index);
+        self.backlog.committed(log_id.index);
         let mut batch = self.db.batch();
         // Record the purge point first in the same atomic batch, so a crash never
         // leaves a gap that the log state does not explain.
@@ -655,5 +746,34 @@ mod tests {
         assert_eq!(entries[3].log_id.leader_id, CommittedLeaderId::new(2, 0));
         let state = store.get_log_state().await.expect("state");
         assert_eq!(state.last_purged_log_id.map(|log_id| log_id.index), Some(2));
+    }
+
+    /// The backlog counts what was appended and not yet committed: commits take
+    /// entries off its front, a truncation off its end, and a purge (of applied
+    /// entries) as a commit would.
+    #[tokio::test]
+    async fn the_backlog_is_what_was_appended_and_not_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = LogStore::new(Db::open(&dir.path().join("db")).expect("open")).expect("writer");
+        let backlog = store.backlog();
+        assert_eq!(backlog.now(), (0, 0));
+        append_flushed(&mut store, (1..=10).map(blank).collect()).await;
+        let (entries, bytes) = backlog.now();
+        assert_eq!(entries, 10);
+        let each = bytes / 10;
+        assert!(each > 0 && bytes == each * 10, "{bytes} bytes for 10 blank entries");
+        store.save_committed(Some(blank(4).log_id)).await.expect("commit");
+        assert_eq!(backlog.now(), (6, 6 * each));
+        store.truncate(blank(9).log_id).await.expect("truncate");
+        assert_eq!(backlog.now(), (4, 4 * each));
+        // An append over an index replaces what was counted there.
+        append_flushed(&mut store, vec![blank(8), blank(9)]).await;
+        assert_eq!(backlog.now(), (5, 5 * each));
+        store.purge(blank(6).log_id).await.expect("purge");
+        assert_eq!(backlog.now(), (3, 3 * each));
+        store.save_committed(Some(blank(9).log_id)).await.expect("commit");
+        assert_eq!(backlog.now(), (0, 0));
+        // The clones share it.
+        assert_eq!(store.clone().backlog().now(), (0, 0));
     }
 }

@@ -10,7 +10,7 @@ use cairn_storage::Db;
 
 use crate::election::{Campaigns, ElectionTimer, ElectionTiming, PreVoteJudge};
 use crate::identity::{derive_cluster_id, read_identity, write_identity, ClusterIdentity, StoredIdentity};
-use crate::log_store::LogStore;
+use crate::log_store::{LogBacklog, LogStore};
 use crate::network::Network;
 use crate::peers::KnownPeers;
 use crate::state_machine::{ReplicatedState, StateHandle, StateMachineStore};
@@ -68,6 +68,10 @@ pub struct RaftSettings {
     /// How many log entries to keep behind a snapshot, so that a briefly lagging
     /// follower catches up from the log rather than a full snapshot.
     pub logs_kept_after_snapshot: u64,
+    /// A leader refuses new proposals (`unavailable`) while its log holds more than
+    /// this many bytes of entries not yet committed: without a quorum, clients'
+    /// retries would otherwise grow its log without bound.
+    pub max_uncommitted_bytes: u64,
 }
 
 impl RaftSettings {
@@ -90,6 +94,10 @@ impl RaftSettings {
     }
 }
 
+/// The default bound on a leader's uncommitted log bytes: room for a few graphs'
+/// entries (4 MiB each at most) pipelined at once, far below what fills a disk.
+pub const DEFAULT_MAX_UNCOMMITTED_BYTES: u64 = 128 * 1024 * 1024;
+
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
@@ -98,6 +106,7 @@ impl Default for RaftSettings {
             election_timeout_max_ms: 200,
             snapshot_every: 10_000,
             logs_kept_after_snapshot: 1_000,
+            max_uncommitted_bytes: DEFAULT_MAX_UNCOMMITTED_BYTES,
         }
     }
 }
@@ -129,6 +138,10 @@ pub struct RaftNode<S> {
     peers: KnownPeers,
     /// Answers peers' pre-votes.
     judge: PreVoteJudge,
+    /// The log's uncommitted entries.
+    backlog: LogBacklog,
+    /// Proposals are refused beyond this many uncommitted bytes.
+    max_uncommitted_bytes: u64,
 }
 
 pub(crate) fn database_dir(data_dir: &Path) -> PathBuf {
@@ -244,6 +257,7 @@ impl<S: ReplicatedState> RaftNode<S> {
                 reason: error.to_string(),
             })?;
         let judge = PreVoteJudge::new(raft.clone(), log_store.clone(), timing.lease);
+        let backlog = log_store.backlog();
         let timer = ElectionTimer {
             raft: raft.clone(),
             node_id,
@@ -285,12 +299,14 @@ impl<S: ReplicatedState> RaftNode<S> {
             node_id,
             peers,
             judge,
+            backlog,
+            max_uncommitted_bytes: config.settings.max_uncommitted_bytes,
         })
     }
 
     /// The application's handle on this replica.
     pub fn replica(&self) -> crate::Replica {
-        crate::Replica::new(self.raft.clone())
+        crate::Replica::new(self.raft.clone(), self.backlog.clone(), self.max_uncommitted_bytes)
     }
 
     /// The gRPC service that peers send Raft messages to; its AppendEntries streams

@@ -8,6 +8,7 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 
+use crate::log_store::LogBacklog;
 use crate::types::{Command, NodeId, Outcome, Raft, RaftMetrics};
 
 /// How long a read barrier waits before another try after missing the quorum.
@@ -37,6 +38,20 @@ pub enum ReplicaError {
     Membership {
         /// Why.
         reason: String,
+    },
+    /// The leader's log already holds this much it could not commit yet (no quorum
+    /// answers, or followers are far behind); it takes no more until that commits.
+    #[error(
+        "the leader holds {entries} log entries ({bytes} bytes) not yet committed, over its bound of {limit} bytes: \
+         no quorum is keeping up; try again later"
+    )]
+    Backlog {
+        /// Uncommitted entries.
+        entries: usize,
+        /// Their encoded bytes.
+        bytes: usize,
+        /// The bound (`--max-uncommitted-mib`).
+        limit: u64,
     },
     /// Raft has stopped (shutdown or a fatal storage error).
     #[error("raft has stopped: {reason}")]
@@ -78,6 +93,8 @@ pub struct ReplicaStatus {
     pub applied_index: u64,
     /// The last snapshot's index.
     pub snapshot_index: u64,
+    /// Encoded bytes of the entries appended and not yet known committed.
+    pub uncommitted_bytes: u64,
     /// The membership.
     pub members: Vec<Member>,
 }
@@ -87,6 +104,10 @@ pub struct ReplicaStatus {
 pub struct Replica {
     /// The openraft instance.
     raft: Raft,
+    /// The log's uncommitted entries.
+    backlog: LogBacklog,
+    /// Proposals are refused while the backlog's bytes are over this.
+    max_uncommitted_bytes: u64,
 }
 
 fn not_leader(forward: ForwardToLeader<NodeId, BasicNode>) -> ReplicaError {
@@ -119,9 +140,28 @@ fn state_label(state: ServerState) -> &'static str {
 }
 
 impl Replica {
-    /// The handle over `raft`.
-    pub fn new(raft: Raft) -> Replica {
-        Replica { raft }
+    /// The handle over `raft`, whose log store's backlog is `backlog`.
+    pub fn new(raft: Raft, backlog: LogBacklog, max_uncommitted_bytes: u64) -> Replica {
+        Replica {
+            raft,
+            backlog,
+            max_uncommitted_bytes,
+        }
+    }
+
+    /// Refuses a new proposal while the log's uncommitted bytes are over the bound.
+    /// Checked before appending, so one proposal (a graph's pipelined entries) may
+    /// cross it; the next waits until commits bring the backlog under it again.
+    fn admit(&self) -> Result<(), ReplicaError> {
+        let (entries, bytes) = self.backlog.now();
+        if bytes as u64 > self.max_uncommitted_bytes {
+            return Err(ReplicaError::Backlog {
+                entries,
+                bytes,
+                limit: self.max_uncommitted_bytes,
+            });
+        }
+        Ok(())
     }
 
     fn metrics(&self) -> RaftMetrics {
@@ -130,6 +170,7 @@ impl Replica {
 
     /// Proposes `command`; returns its outcome once committed and applied here.
     pub async fn propose(&self, command: Command, timeout: Duration) -> Result<Outcome, ReplicaError> {
+        self.admit()?;
         match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
             Err(_elapsed) => Err(ReplicaError::Timeout {
                 operation: "the write",
@@ -149,6 +190,7 @@ impl Replica {
         commands: Vec<Command>,
         timeout: Duration,
     ) -> Result<Vec<Outcome>, ReplicaError> {
+        self.admit()?;
         let mut pending = Vec::with_capacity(commands.len());
         for command in commands {
             // Returns once the command is queued to Raft's core, which appends in
@@ -188,6 +230,7 @@ impl Replica {
     /// deliberate `ack-before-commit` bug, which the fault-injection suite must catch;
     /// nothing else may acknowledge a write this way.
     pub async fn propose_without_commit(&self, command: Command) -> Result<(), ReplicaError> {
+        self.admit()?;
         self.raft
             .client_write_ff(command)
             .await
@@ -276,6 +319,7 @@ impl Replica {
             commit_index: commit_index.unwrap_or(applied_index),
             applied_index,
             snapshot_index: metrics.snapshot.map(|log_id| log_id.index).unwrap_or(0),
+            uncommitted_bytes: self.backlog.now().1 as u64,
             members,
         }
     }

@@ -17,6 +17,11 @@
 //!   graphs (and the partitions of derived datasets) in flight at the fault's start
 //!   is `excess-recomputation`.
 //!
+//! - A leader cut off from its quorum takes writes only until its uncommitted log
+//!   reaches the schedulers' bound (`--max-uncommitted-mib`, which every sample
+//!   carries), then refuses them: a replica reporting more than the bound plus
+//!   [`UNCOMMITTED_SLACK_BYTES`] is `uncommitted-log-over-bound`.
+//!
 //! Without a single sample carrying counters (a scheduler that does not report
 //! them) the verdict is `unknown`.
 
@@ -35,6 +40,12 @@ pub const CHECKER: &str = "recovery-counters";
 /// How long after a worker fault heals its consequences may still be counted: the
 /// leader's worker timeout, a restart, and the recomputation itself.
 pub const GRACE_NS: u64 = 20_000_000_000;
+
+/// How far past its bound a leader's uncommitted log may go: the bound is checked
+/// before each proposal, so each proposer that found it under may append one more
+/// (client writes go in 2 batches of at most 4 MiB; workers, the task runtime and
+/// graph submissions propose besides).
+pub const UNCOMMITTED_SLACK_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A worker fault's interval.
 #[derive(Debug, Clone)]
@@ -165,6 +176,28 @@ pub fn check(history: &[Op]) -> Verdict {
     };
     for ((name, start), (_, end)) in field(first).into_iter().zip(field(last)) {
         stats.insert(name.to_string(), end.saturating_sub(start));
+    }
+
+    // A leader without a quorum stops appending at its bound.
+    if let Some((op, worst)) = samples.iter().max_by_key(|(_, counters)| counters.uncommitted_bytes) {
+        stats.insert("max_uncommitted_bytes".to_string(), worst.uncommitted_bytes);
+        let allowed = worst.uncommitted_limit.saturating_add(UNCOMMITTED_SLACK_BYTES);
+        if worst.uncommitted_limit > 0 && worst.uncommitted_bytes > allowed {
+            anomalies.push(Anomaly {
+                kind: "uncommitted-log-over-bound".to_string(),
+                key: Some(format!("n{}", worst.uncommitted_node)),
+                explanation: format!(
+                    "at {} ms n{} held {} bytes of log it had not committed, over its bound of {} bytes \
+                     (plus {} of slack): a leader without a quorum kept appending what clients retried",
+                    ms(op.time_ns),
+                    worst.uncommitted_node,
+                    worst.uncommitted_bytes,
+                    worst.uncommitted_limit,
+                    UNCOMMITTED_SLACK_BYTES
+                ),
+                ops: vec![op.index],
+            });
+        }
     }
 
     // Never backwards: the last sample (all healed) holds every value seen before.
@@ -392,6 +425,33 @@ mod tests {
         assert_eq!(
             kinds(&b).1,
             vec!["recomputation-without-worker-loss", "excess-recomputation"]
+        );
+    }
+
+    /// Sets the last sample's uncommitted log figures.
+    fn backlog(b: &mut B, bytes: u64, limit: u64) {
+        let counters = b.0.last_mut().unwrap().extra.counters.as_mut().unwrap();
+        counters.uncommitted_bytes = bytes;
+        counters.uncommitted_node = 3;
+        counters.uncommitted_limit = limit;
+    }
+
+    #[test]
+    fn an_uncommitted_log_past_its_bound_is_an_anomaly() {
+        let limit = 16 * 1024 * 1024;
+        let mut b = B(Vec::new());
+        b.sample(0, Some(0)).sample(2, Some(0));
+        backlog(&mut b, limit + UNCOMMITTED_SLACK_BYTES, limit);
+        assert_eq!(kinds(&b), (Validity::Valid, vec![]));
+        assert_eq!(
+            check(&b.0).stats["max_uncommitted_bytes"],
+            limit + UNCOMMITTED_SLACK_BYTES
+        );
+        b.sample(4, Some(0));
+        backlog(&mut b, limit + UNCOMMITTED_SLACK_BYTES + 1, limit);
+        assert_eq!(
+            kinds(&b),
+            (Validity::Invalid, vec!["uncommitted-log-over-bound".to_string()])
         );
     }
 

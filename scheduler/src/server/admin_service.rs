@@ -127,6 +127,7 @@ impl Admin for AdminService {
             }),
             recovery: Some(recovery),
             unavailable,
+            uncommitted_bytes: status.uncommitted_bytes,
         }))
     }
 

@@ -130,6 +130,9 @@ impl From<ReplicaError> for ServerError {
             ReplicaError::Timeout { operation, after } => ServerError::Timeout { operation, after },
             ReplicaError::Membership { reason } => ServerError::Membership { reason },
             ReplicaError::Stopped { reason } => ServerError::Unavailable { reason },
+            backlog @ ReplicaError::Backlog { .. } => ServerError::Unavailable {
+                reason: backlog.to_string(),
+            },
         }
     }
 }
