@@ -377,6 +377,11 @@ pub enum BenchCommand {
         /// Each worker's --nthreads (Dask's threads_per_worker).
         #[arg(long, default_value_t = 1)]
         threads: u32,
+        /// Runs the throughput graph this many times on the same cluster, printing each
+        /// round's tasks/s and every process's resident memory after it (the figure
+        /// recorded is the first round's).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// A Python with `distributed` (`scripts/bench-venv` prints one): runs
         /// bench/dask_graph.py with it and compares.
         #[arg(long, value_name = "PYTHON")]

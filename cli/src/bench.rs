@@ -2,7 +2,7 @@
 //! real `cairn scheduler` processes (3 replicas, fsync on).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,19 @@ struct Summary {
     mean: Duration,
 }
 
+/// The summary of `samples`; all zero when there are none (e.g. `--clients 0`).
 fn summarize(mut samples: Vec<Duration>) -> Summary {
     samples.sort();
     let count = samples.len();
+    if count == 0 {
+        return Summary {
+            count,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+            mean: Duration::ZERO,
+        };
+    }
     let at = |q: f64| samples[((count as f64 * q).ceil() as usize).clamp(1, count) - 1];
     let total: Duration = samples.iter().sum();
     Summary {
@@ -114,12 +124,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             tasks,
             chain,
             threads,
+            rounds,
             compare_dask,
         } => {
             crate::bench_tasks::run(crate::bench_tasks::TasksBenchOptions {
                 tasks,
                 chain,
                 threads,
+                rounds,
                 compare_dask,
             })
             .await
@@ -165,54 +177,96 @@ async fn publish(
     record("cairn", "publish_p50_ms", millis(summary.p50), "ms");
     record("cairn", "publish_p99_ms", millis(summary.p99), "ms");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for worker in 0..clients {
-        let client = Client::connect(&addrs).await?;
-        let stop = Arc::clone(&stop);
-        let done = Arc::clone(&done);
-        let value = value.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut index = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                client
-                    .publish_dataset(&format!("load-{worker}-{index}"), value.as_str())
-                    .await?;
-                samples.push(started.elapsed());
-                done.fetch_add(1, Ordering::Relaxed);
-                index += 1;
-            }
-            Ok::<_, cairn_client::Error>(samples)
-        }));
-    }
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut samples = Vec::new();
-    for task in tasks {
-        samples.extend(task.await??);
-    }
-    let elapsed = started.elapsed();
-    let summary = summarize(samples);
+    let entries_before = leader_log_index(&client).await;
+    let shared_value = Arc::new(value);
+    let (summary, elapsed) = with_clients(&addrs, clients, Duration::from_secs(seconds), move |client, name| {
+        let value = Arc::clone(&shared_value);
+        async move { client.publish_dataset(&format!("load-{name}"), value.as_str()).await }
+    })
+    .await?;
     record(
         "cairn",
         &format!("publish_per_s_{clients}_clients"),
         summary.count as f64 / elapsed.as_secs_f64(),
         "publishes/s",
     );
+    let entries = leader_log_index(&client).await.saturating_sub(entries_before).max(1);
     println!(
-        "{clients} clients for {:.1} s: {:.0} publishes/s  (p50 {}  p99 {}  max {})",
+        "{clients} clients for {:.1} s: {:.0} publishes/s  (p50 {}  p99 {}  max {}); {entries} log entries, {:.1} publishes each",
         elapsed.as_secs_f64(),
         summary.count as f64 / elapsed.as_secs_f64(),
         ms(summary.p50),
         ms(summary.p99),
-        ms(summary.max)
+        ms(summary.max),
+        summary.count as f64 / entries as f64
+    );
+
+    // The same clients making a call that touches neither Raft nor a disk: what the
+    // gRPC stack alone allows on this machine, the ceiling of the figure above.
+    let floor_time = Duration::from_secs(seconds.clamp(1, 3));
+    let (floor, elapsed) = with_clients(&addrs, clients, floor_time, |client, _| async move {
+        client.operations().await.map(|_| ())
+    })
+    .await?;
+    println!(
+        "{clients} clients for {:.1} s, a call to the leader without Raft or disk (ListOperations): {:.0} calls/s  (p50 {})",
+        elapsed.as_secs_f64(),
+        floor.count as f64 / elapsed.as_secs_f64(),
+        ms(floor.p50)
     );
     bench.cluster.stop_all_async(Duration::from_secs(10)).await?;
     Ok(())
+}
+
+/// The leader's last log index (0 when no replica says it leads).
+async fn leader_log_index(client: &Client) -> u64 {
+    client
+        .status()
+        .await
+        .into_iter()
+        .filter_map(|(_, status)| status.ok())
+        .find(|status| status.state == "leader")
+        .map_or(0, |status| status.last_log_index)
+}
+
+/// Runs `clients` clients (each its own connection) calling `call` back to back for
+/// `time`; the latencies and the time it took.
+async fn with_clients<F, Fut, T>(
+    addrs: &[String],
+    clients: usize,
+    time: Duration,
+    call: F,
+) -> anyhow::Result<(Summary, Duration)>
+where
+    F: Fn(Client, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, cairn_client::Error>> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let client = Client::connect(addrs).await?;
+        let stop = Arc::clone(&stop);
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut index = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                call(client.clone(), format!("{worker}-{index}")).await?;
+                samples.push(started.elapsed());
+                index += 1;
+            }
+            Ok::<_, cairn_client::Error>(samples)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(time).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    Ok((summarize(samples), started.elapsed()))
 }
 
 async fn get(requests: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
@@ -316,4 +370,23 @@ async fn failover(trials: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     record("cairn", "failover_p99_ms", millis(summary.p99), "ms");
     bench.cluster.stop_all_async(Duration::from_secs(10)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Percentiles are samples (the nearest rank), and no samples summarize to zeros
+    /// instead of a panic (`--clients 0`).
+    #[test]
+    fn summaries_take_the_nearest_rank_and_survive_no_samples() {
+        let samples: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        let summary = summarize(samples);
+        assert_eq!(summary.count, 100);
+        assert_eq!(summary.p50, Duration::from_millis(50));
+        assert_eq!(summary.p99, Duration::from_millis(99));
+        assert_eq!(summary.max, Duration::from_millis(100));
+        let empty = summarize(Vec::new());
+        assert_eq!((empty.count, empty.p50, empty.max), (0, Duration::ZERO, Duration::ZERO));
+    }
 }

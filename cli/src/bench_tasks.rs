@@ -50,6 +50,8 @@ pub struct TasksBenchOptions {
     pub chain: usize,
     /// Each worker's `--nthreads` (Dask's `threads_per_worker`).
     pub threads: u32,
+    /// Throughput graphs run on the same cluster (the first one's figure is recorded).
+    pub rounds: usize,
     /// A Python with `distributed` to run `bench/dask_graph.py` with, if any.
     pub compare_dask: Option<PathBuf>,
 }
@@ -185,6 +187,22 @@ async fn measure_cairn(cluster: &mut LocalCluster, options: &TasksBenchOptions) 
         options.tasks,
         elapsed.as_secs_f64()
     );
+    if options.rounds > 1 {
+        println!(
+            "cairn: round 1 of {}: {throughput:.0} tasks/s; {}",
+            options.rounds,
+            resident_memory(cluster)
+        );
+        for round in 2..=options.rounds {
+            let (count, elapsed) = run_throughput(&client, options.tasks).await?;
+            println!(
+                "cairn: round {round} of {}: {:.0} tasks/s; {}",
+                options.rounds,
+                count as f64 / elapsed.as_secs_f64().max(1e-9),
+                resident_memory(cluster)
+            );
+        }
+    }
     crate::bench_figures::record("cairn", "tasks_per_s", throughput, "tasks/s");
     crate::bench_figures::record("cairn", "chain_us_per_task", chain_us, "us");
     Ok(Figures {
@@ -193,6 +211,24 @@ async fn measure_cairn(cluster: &mut LocalCluster, options: &TasksBenchOptions) 
         tasks: options.tasks,
         chain: options.chain,
     })
+}
+
+/// Every scheduler's and worker's resident memory now, e.g. `s1 212 MB, ..., w1 80 MB`.
+fn resident_memory(cluster: &LocalCluster) -> String {
+    let schedulers = (1..=SCHEDULERS).map(|id| (format!("s{id}"), cluster.pid(id)));
+    let workers = (1..=WORKERS).map(|index| (format!("w{index}"), cluster.worker_pid(index)));
+    let resident = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        cairn_worker::rss::status_field_bytes(&status, "VmRSS")
+    };
+    schedulers
+        .chain(workers)
+        .map(|(name, pid)| match pid.and_then(resident) {
+            Some(bytes) => format!("{name} {} MB", bytes / 1_000_000),
+            None => format!("{name} ?"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where `bench/dask_graph.py` is: under the current dir or one of its parents, or

@@ -267,6 +267,11 @@ impl LocalCluster {
         self.worker_children.get(&index).map(Child::id)
     }
 
+    /// The process id of scheduler `id`, if it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children.get(&id).map(Child::id)
+    }
+
     /// SIGKILL worker `index` and reap it.
     pub fn kill_worker(&mut self, index: u64) -> anyhow::Result<()> {
         if let Some(mut child) = self.worker_children.remove(&index) {
