@@ -18,7 +18,9 @@ results of Cairn's example programs (`cairn bench seeds` runs this script; SPEC 
 Each is timed from opening the files to having the results in memory (the examples'
 `elapsed_seconds` covers reading the headers and computing), `--repeat` times; the
 median is reported. The cluster is started, and the libraries imported on its
-workers, before any timing (Cairn's workers are running binaries too).
+workers, before any timing (Cairn's workers are running binaries too), and each
+workload runs `--warmup` times untimed first (Cairn's side does the same): a first
+run on fresh processes pays for first touches of their memory.
 
 The results are compared with the files Cairn's examples wrote into `--cairn-out`
 (`wind_speed_variance.nc`, `wind_from_direction_variance.nc`, `regridded.nc`), each
@@ -42,7 +44,7 @@ Run (`cairn bench seeds --compare-dask "$(scripts/bench-venv)"` does it for you)
   PY bench/seeds.py --data DIR --cairn-out OUTDIR --cairn-wind-seconds S1 \\
      --cairn-regrid-seconds S2 --workers 2 --threads 1 [--chunk-rows N] \\
      --lats 40:65:0.1 --lons -15:10:0.1 --regrid-params x_wind,y_wind \\
-     [--repeat 3] [--json RESULT.json] [--engine netcdf4]
+     [--repeat 3] [--warmup 1] [--json RESULT.json] [--engine netcdf4]
 Without --cairn-out the Dask side runs alone (nothing is checked). Exit status 1 when
 a result disagrees. Needs distributed, xarray, netCDF4 and scipy: `scripts/bench-venv`
 prints a Python that has them.
@@ -328,11 +330,14 @@ def main():
     parser.add_argument("--lons", type=axis, default="-15:10:0.1", help="target longitudes START:STOP:STEP")
     parser.add_argument("--regrid-params", default="x_wind,y_wind", help="parameters to regrid, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each workload (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each workload before the timed ones")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--engine", default="netcdf4", help="xarray engine for the NetCDF-4 files (netcdf4, h5netcdf)")
     args = parser.parse_args(joined_axis_args(sys.argv[1:]))
     if args.workers < 1 or args.threads < 1 or args.repeat < 1 or (args.chunk_rows is not None and args.chunk_rows < 1):
         parser.error("--workers, --threads, --repeat and --chunk-rows must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
     params = [param for param in args.regrid_params.split(",") if param]
     if not params:
         parser.error("--regrid-params names no parameter")
@@ -354,6 +359,10 @@ def main():
         n_workers=args.workers, threads_per_worker=args.threads, processes=True, dashboard_address=None
     ) as cluster, Client(cluster) as client:
         client.run(warm_workers)
+        for _ in range(args.warmup):
+            warm_wind, _ = wind_variance(args.data, chunk_rows, args.engine)
+            warm_regrid, _ = regrid(args.data, params, args.lats, args.lons, chunk_rows, args.engine)
+            print(f"dask: warm-up (not counted): wind_variance {warm_wind:.3f} s, regrid {warm_regrid:.3f} s", flush=True)
         for run in range(args.repeat):
             elapsed, results["wind_variance"] = wind_variance(args.data, chunk_rows, args.engine)
             timings["wind_variance"].append(elapsed)
