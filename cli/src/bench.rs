@@ -220,13 +220,7 @@ async fn publish(
 
 /// The leader's last log index (0 when no replica says it leads).
 async fn leader_log_index(client: &Client) -> u64 {
-    client
-        .status()
-        .await
-        .into_iter()
-        .filter_map(|(_, status)| status.ok())
-        .find(|status| status.state == "leader")
-        .map_or(0, |status| status.last_log_index)
+    client.leader_status().await.map_or(0, |status| status.last_log_index)
 }
 
 /// Runs `clients` clients (each its own connection) calling `call` back to back for

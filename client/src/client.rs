@@ -774,6 +774,17 @@ impl Client {
         results
     }
 
+    /// The status of the replica that says it leads, in the highest term among those
+    /// that answer ([`Client::status`]); `None` when none does (an election, no quorum).
+    pub async fn leader_status(&self) -> Option<NodeStatus> {
+        self.status()
+            .await
+            .into_iter()
+            .filter_map(|(_, status)| status.ok())
+            .filter(|status| status.state == "leader")
+            .max_by_key(|status| status.term)
+    }
+
     async fn node_status(&self, addr: &str) -> Result<NodeStatus, Error> {
         let channel = self.channel(addr)?;
         let limit = self.inner.options.attempt_timeout;

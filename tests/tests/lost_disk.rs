@@ -258,11 +258,8 @@ async fn a_replica_started_late_for_the_first_time_joins() -> anyhow::Result<()>
 /// The leader's id and term as the replicas report them.
 async fn leader_and_term(client: &cairn_client::Client) -> anyhow::Result<(u64, u64)> {
     let leader = client
-        .status()
+        .leader_status()
         .await
-        .into_iter()
-        .filter_map(|(_, status)| status.ok())
-        .find(|status| status.state == "leader")
         .ok_or_else(|| anyhow::anyhow!("no replica reports being the leader"))?;
     Ok((leader.node_id, leader.term))
 }

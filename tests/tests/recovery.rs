@@ -55,16 +55,6 @@ fn chained_graph(client: &Client) -> (Delayed, usize, i64) {
     (level.pop().expect("a root"), tasks, expected)
 }
 
-/// The leader's status, from any replica that says it leads.
-async fn leader_status(client: &Client) -> Option<NodeStatus> {
-    client
-        .status()
-        .await
-        .into_iter()
-        .filter_map(|(_, status)| status.ok())
-        .find(|status| status.state == "leader")
-}
-
 /// Operations the workers have run (from the leader's last heartbeats).
 fn tasks_run(status: &NodeStatus) -> u64 {
     status.workers.iter().map(|worker| worker.tasks_run).sum()
@@ -104,7 +94,7 @@ async fn a_leader_killed_mid_graph_recomputes_nothing_held() -> anyhow::Result<(
     )];
     let mut cluster = TestCluster::start_with_workers_and_env(3, 2, "512MiB", &["--nthreads", "2"], &trace).await?;
     let client = cluster.client().await?;
-    let before = leader_status(&client).await.context("no leader")?;
+    let before = client.leader_status().await.context("no leader")?;
     let (root, tasks, expected) = chained_graph(&client);
     assert!((9_900..=10_100).contains(&tasks), "{tasks} tasks");
     phase(&format!("submit a graph of {tasks} tasks"));
@@ -112,7 +102,7 @@ async fn a_leader_killed_mid_graph_recomputes_nothing_held() -> anyhow::Result<(
     // Wait until a good part is done (the workers' counters come with heartbeats).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = leader_status(&client).await;
+        let status = client.leader_status().await;
         if status
             .as_ref()
             .is_some_and(|status| tasks_run(status) - tasks_run(&before) >= (tasks as u64) * 3 / 10)
@@ -132,7 +122,7 @@ async fn a_leader_killed_mid_graph_recomputes_nothing_held() -> anyhow::Result<(
     let logged_before: Vec<usize> = [1, 2].iter().map(|index| cluster.worker_log(*index).len()).collect();
     // The graph continues when the new leader has assigned work again.
     let continued = loop {
-        if let Some(status) = leader_status(&client).await {
+        if let Some(status) = client.leader_status().await {
             if status.node_id != leader {
                 if let Some((_, assigned, _, _)) = status.task_counts {
                     if assigned > 0 {
@@ -151,7 +141,7 @@ async fn a_leader_killed_mid_graph_recomputes_nothing_held() -> anyhow::Result<(
     let finished = killed.elapsed();
     // Every worker's counter is current once a heartbeat or two have gone by.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let after = leader_status(&client).await.context("no leader after the graph")?;
+    let after = client.leader_status().await.context("no leader after the graph")?;
     let run = tasks_run(&after) - tasks_run(&before);
     let recovery = after.recovery;
     // Results computed before the kill and computed again after it.
@@ -384,7 +374,7 @@ async fn a_lost_worker_is_repaired_recomputed_or_reported_lost() -> anyhow::Resu
     phase("the registry marks the worker gone");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = leader_status(&client).await;
+        let status = client.leader_status().await;
         let gone = status.as_ref().is_some_and(|status| {
             status
                 .workers
@@ -412,7 +402,7 @@ async fn a_lost_worker_is_repaired_recomputed_or_reported_lost() -> anyhow::Resu
 
     phase("`once` is reported lost by name in info and status, and cannot be read");
     wait_for_availability(&client, "once", "lost", Duration::from_secs(10)).await?;
-    let status = leader_status(&client).await.context("a leader")?;
+    let status = client.leader_status().await.context("a leader")?;
     let lost: Vec<(&str, &str)> = status
         .unavailable
         .iter()
