@@ -151,10 +151,12 @@ impl Replica {
 
     /// Refuses a new proposal while the log's uncommitted bytes are over the bound.
     /// Checked before appending, so one proposal (a graph's pipelined entries) may
-    /// cross it; the next waits until commits bring the backlog under it again.
+    /// cross it; the next waits until commits bring the backlog under it again. A
+    /// replica that does not lead lets openraft answer `not-leader` instead, so the
+    /// client follows the leader.
     fn admit(&self) -> Result<(), ReplicaError> {
         let (entries, bytes) = self.backlog.now();
-        if bytes as u64 > self.max_uncommitted_bytes {
+        if bytes as u64 > self.max_uncommitted_bytes && self.ensure_leader().is_ok() {
             return Err(ReplicaError::Backlog {
                 entries,
                 bytes,
