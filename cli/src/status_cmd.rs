@@ -70,13 +70,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "{:<22} {:>4} {:<10} {:>6} {:>8} {:>8} {:>8} {:>8}",
-        "ADDRESS", "ID", "STATE", "TERM", "LAST", "COMMIT", "APPLIED", "DATASETS"
+        "{:<22} {:>4} {:<10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>11}",
+        "ADDRESS", "ID", "STATE", "TERM", "LAST", "COMMIT", "APPLIED", "DATASETS", "UNCOMMITTED"
     );
     for (addr, status) in &statuses {
         match status {
             Ok(status) => println!(
-                "{:<22} {:>4} {:<10} {:>6} {:>8} {:>8} {:>8} {:>8}",
+                "{:<22} {:>4} {:<10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>11}",
                 addr,
                 status.node_id,
                 status.state,
@@ -84,7 +84,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 status.last_log_index,
                 status.commit_index,
                 status.applied_index,
-                status.datasets
+                status.datasets,
+                cairn_worker::format_bytes(status.uncommitted_bytes)
             ),
             Err(error) => println!("{addr:<22} unreachable: {error}"),
         }
