@@ -64,8 +64,7 @@ fn rate(bytes: u64, elapsed: Duration) -> String {
 }
 
 fn peak_rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    cairn_worker::rss::status_field_bytes(&status, "VmHWM").context("no VmHWM in /proc status")
+    cairn_worker::rss::pid_status_bytes(pid, "VmHWM").with_context(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// Writes a CSV file of about `bytes` bytes (numbers and short strings).

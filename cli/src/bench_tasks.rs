@@ -217,10 +217,7 @@ async fn measure_cairn(cluster: &mut LocalCluster, options: &TasksBenchOptions) 
 fn resident_memory(cluster: &LocalCluster) -> String {
     let schedulers = (1..=SCHEDULERS).map(|id| (format!("s{id}"), cluster.pid(id)));
     let workers = (1..=WORKERS).map(|index| (format!("w{index}"), cluster.worker_pid(index)));
-    let resident = |pid: u32| {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        cairn_worker::rss::status_field_bytes(&status, "VmRSS")
-    };
+    let resident = |pid: u32| cairn_worker::rss::pid_status_bytes(pid, "VmRSS");
     schedulers
         .chain(workers)
         .map(|(name, pid)| match pid.and_then(resident) {

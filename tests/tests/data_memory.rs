@@ -11,8 +11,7 @@ use futures::TryStreamExt;
 const CHUNKS: usize = 128;
 
 fn peak_rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    cairn_worker::rss::status_field_bytes(&status, "VmHWM").ok_or_else(|| anyhow::anyhow!("no VmHWM"))
+    cairn_worker::rss::pid_status_bytes(pid, "VmHWM").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// 1 GiB published to one worker with `--memory-limit 256MiB`: peak RSS (VmHWM)

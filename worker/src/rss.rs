@@ -12,8 +12,18 @@ pub fn status_field_bytes(status_text: &str, field: &str) -> Option<u64> {
 
 /// The resident set size of this process in bytes, or None where it cannot be read.
 pub fn process_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status_field_bytes(&status, "VmRSS")
+    status_bytes_of("self", "VmRSS")
+}
+
+/// A `/proc/<pid>/status` field of process `pid` in bytes (`VmRSS`, `VmHWM`…), or
+/// None where it cannot be read (the process is gone).
+pub fn pid_status_bytes(pid: u32, field: &str) -> Option<u64> {
+    status_bytes_of(&pid.to_string(), field)
+}
+
+fn status_bytes_of(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    status_field_bytes(&status, field)
 }
 
 #[cfg(test)]
@@ -28,5 +38,6 @@ mod tests {
         assert_eq!(status_field_bytes(text, "VmHWM"), Some(2048 * 1024));
         assert_eq!(status_field_bytes(text, "VmSwap"), None);
         assert!(process_rss().is_some_and(|rss| rss > 0));
+        assert!(pid_status_bytes(std::process::id(), "VmRSS").is_some_and(|rss| rss > 0));
     }
 }
