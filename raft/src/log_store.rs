@@ -8,8 +8,10 @@
 //!
 //! **One writer thread.** `append` puts the entries in an in-memory tail (where
 //! readers see them at once, as openraft requires) and queues them for one writer
-//! thread, which writes everything queued meanwhile (appends, and the committed-index
-//! hint) as one RocksDB batch with one fsync, then fires the flush callbacks in order.
+//! thread, which writes everything queued meanwhile as one RocksDB batch with one
+//! fsync, then fires the flush callbacks in order. The committed-index hint does not
+//! wake the writer: it waits in memory for the next write (or the writer's end), so a
+//! commit costs no thread switch and no write of its own on any replica.
 //! openraft 0.9 awaits each append's callback before it runs its next command, so
 //! today a batch holds one append (proposals are grouped before Raft instead, by the
 //! scheduler's write batcher); what this saves is a blocking-pool hop per append and
@@ -54,6 +56,8 @@ pub struct LogStore {
     writer: Arc<WriterHandle>,
     /// The entries appended and not yet known committed.
     backlog: LogBacklog,
+    /// The newest committed-index hint not yet written (it rides with the next write).
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 /// What this replica's log holds beyond its commit index: the entries appended since
@@ -224,8 +228,6 @@ enum Job {
         rows: Vec<(LogId, Vec<u8>)>,
         flushed: Flushed,
     },
-    /// The committed log id (a hint; written with the next batch, not synced for it).
-    Committed(Vec<u8>),
     /// A batch of its own (truncation, purge), synced, after everything before it.
     Exclusive {
         batch: Batch,
@@ -239,9 +241,11 @@ impl LogStore {
     pub fn new(db: Db) -> Result<LogStore, StorageError> {
         let (jobs, queue) = mpsc::channel();
         let tail = Arc::new(Mutex::new(Tail::default()));
+        let committed = Arc::new(Mutex::new(None));
         let writer = Writer {
             db: db.clone(),
             tail: Arc::clone(&tail),
+            committed: Arc::clone(&committed),
         };
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".to_string())
@@ -258,6 +262,7 @@ impl LogStore {
             tail,
             writer,
             backlog: LogBacklog::default(),
+            committed,
         })
     }
 
@@ -323,6 +328,10 @@ fn lock(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
     tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn lock_hint(hint: &Mutex<Option<Vec<u8>>>) -> MutexGuard<'_, Option<Vec<u8>>> {
+    hint.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn writer_gone() -> StorageError {
     StorageError::TaskFailed {
         reason: "the Raft log writer thread has stopped".to_string(),
@@ -341,6 +350,8 @@ fn bytes_of(job: &Job) -> usize {
 struct Writer {
     db: Db,
     tail: Arc<Mutex<Tail>>,
+    /// The committed-index hint waiting for a write.
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 /// Appends gathered into one batch.
@@ -366,7 +377,6 @@ impl Writer {
                         }
                         group.callbacks.push(flushed);
                     }
-                    Job::Committed(bytes) => group.batch.put(Column::Meta, COMMITTED_KEY, &bytes),
                     Job::Exclusive { batch, done } => {
                         self.flush(std::mem::replace(&mut group, self.group(0)));
                         let _ = done.send(self.db.write(batch, Durability::Synced));
@@ -377,6 +387,14 @@ impl Writer {
                 }
             }
             self.flush(group);
+        }
+        // The queue is closed: the last hint is written before the thread ends.
+        if let Some(bytes) = lock_hint(&self.committed).take() {
+            let mut batch = self.db.batch();
+            batch.put(Column::Meta, COMMITTED_KEY, &bytes);
+            if let Err(error) = self.db.write(batch, Durability::Buffered) {
+                tracing::warn!(%error, "cannot write the committed-index hint");
+            }
         }
     }
 
@@ -391,7 +409,7 @@ impl Writer {
     }
 
     /// Writes the group (synced if it holds entries), then tells openraft.
-    fn flush(&self, group: Group) {
+    fn flush(&self, mut group: Group) {
         if group.batch.is_empty() {
             return;
         }
@@ -400,6 +418,9 @@ impl Writer {
         } else {
             Durability::Synced
         };
+        if let Some(bytes) = lock_hint(&self.committed).take() {
+            group.batch.put(Column::Meta, COMMITTED_KEY, &bytes);
+        }
         match self.db.write(group.batch, durability) {
             Ok(()) => {
                 lock(&self.tail).written(&group.written);
@@ -557,13 +578,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.backlog.committed(committed.index);
         }
         let bytes = codec::encode("committed log id", &committed).map_err(write_error)?;
-        // Not awaited and not synced: the committed index is a hint that speeds up
-        // restart; losing it costs nothing but re-applying from the last applied index.
-        // It rides with the writer's next batch.
-        self.send(Job::Committed(bytes)).map_err(write_error)
+        // Not awaited, not synced, and no write of its own: the committed index is a
+        // hint that speeds up restart; losing it costs nothing but re-applying from the
+        // last applied index. It rides with the writer's next batch (the next append,
+        // truncation or purge), or is written when the writer ends.
+        *lock_hint(&self.committed) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
+        if let Some(bytes) = lock_hint(&self.committed).clone() {
+            let committed: Option<LogId> = codec::decode("committed log id", &bytes).map_err(read_error)?;
+            return Ok(committed);
+        }
         let db = self.db.clone();
         let committed: Option<Option<LogId>> = blocking(move || Ok(read_meta(&db, COMMITTED_KEY, "committed log id")))
             .await
@@ -775,5 +802,29 @@ mod tests {
         assert_eq!(backlog.now(), (0, 0));
         // The clones share it.
         assert_eq!(store.clone().backlog().now(), (0, 0));
+    }
+
+    /// The committed-index hint costs no write of its own: it reads back at once, goes
+    /// to disk with the next append, and the last one is written when the store
+    /// closes, so a restart finds it.
+    #[tokio::test]
+    async fn the_committed_hint_rides_with_the_next_write_and_the_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let on_disk = |db: &Db| -> Option<Option<LogId>> { read_meta(db, COMMITTED_KEY, "committed").expect("read") };
+        {
+            let db = Db::open(&path).expect("open");
+            let mut store = LogStore::new(db.clone()).expect("writer");
+            append_flushed(&mut store, (1..=5).map(blank).collect()).await;
+            store.save_committed(Some(blank(3).log_id)).await.expect("commit");
+            assert_eq!(store.read_committed().await.expect("read"), Some(blank(3).log_id));
+            assert_eq!(on_disk(&db), None, "no write of its own");
+            append_flushed(&mut store, vec![blank(6)]).await;
+            assert_eq!(on_disk(&db), Some(Some(blank(3).log_id)), "written with the append");
+            store.save_committed(Some(blank(5).log_id)).await.expect("commit");
+            assert_eq!(on_disk(&db), Some(Some(blank(3).log_id)));
+        }
+        let mut store = reopen(&path).await;
+        assert_eq!(store.read_committed().await.expect("read"), Some(blank(5).log_id));
     }
 }
