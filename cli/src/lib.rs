@@ -65,6 +65,9 @@ pub fn main() -> ExitCode {
     };
     init_tracing(default_level);
     allocator::keep_free_memory_for(allocator::PURGE_DELAY);
+    if matches!(cli.command, Command::Scheduler(_)) {
+        allocator::without_transparent_huge_pages();
+    }
     let mut builder = match &cli.command {
         Command::Scheduler(SchedulerArgs { runtime, .. }) | Command::Worker(WorkerArgs { runtime, .. }) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();

@@ -14,9 +14,19 @@ fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     cairn_worker::rss::pid_status_bytes(pid, "VmHWM").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
 }
 
+/// The `THP_enabled` line of `/proc/<process>/status` (None on kernels without it).
+fn huge_pages_enabled(process: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(|value| value.trim().to_string())
+}
+
 /// 1 GiB published to one worker with `--memory-limit 256MiB`: peak RSS (VmHWM)
 /// ≤ 1.2 × 256 MiB while publishing and while reading back, and the data is
-/// byte-identical.
+/// byte-identical. Also: schedulers run without transparent huge pages, workers
+/// as the machine is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_holds_four_times_its_memory() -> anyhow::Result<()> {
     let limit: u64 = 256 * 1024 * 1024;
@@ -25,6 +35,22 @@ async fn a_worker_holds_four_times_its_memory() -> anyhow::Result<()> {
         .cluster
         .worker_pid(1)
         .ok_or_else(|| anyhow::anyhow!("worker 1 is not running"))?;
+    let scheduler = cluster
+        .cluster
+        .pid(1)
+        .ok_or_else(|| anyhow::anyhow!("scheduler 1 is not running"))?;
+    if let Some(here) = huge_pages_enabled("self") {
+        assert_eq!(
+            huge_pages_enabled(&scheduler.to_string()).as_deref(),
+            Some("0"),
+            "a scheduler turns them off"
+        );
+        assert_eq!(
+            huge_pages_enabled(&pid.to_string()),
+            Some(here),
+            "a worker leaves them as they are"
+        );
+    }
     let client = cluster.client().await?;
 
     phase("publish 1 GiB in 8 MiB chunks");
