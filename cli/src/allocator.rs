@@ -40,10 +40,11 @@ pub fn keep_free_memory_for(delay: Duration) {
 /// thing. mimalloc asks for huge pages on its regions (`MADV_HUGEPAGE`), so each first
 /// touch of a region clears and maps 2 MiB at once, and a replica's heap of small
 /// records (the task table, the catalog, entries in flight) grew in 2 MiB steps. With
-/// them off, a fresh cluster committed a graph of 114k tasks in 0.57 s instead of
-/// 1.07 s and ran it at 54–56k tasks/s instead of 39–41k (`cairn bench tasks`, see
-/// BENCHMARKS.md). Workers keep huge pages: a chunk stream to a client was faster
-/// with them. A failure is only logged: it changes speed, not behaviour.
+/// them off in the schedulers, a fresh cluster committed a graph of 114k tasks in
+/// 0.71 s instead of 1.07–1.19 s and ran it at 44–47k tasks/s instead of 37–41k
+/// (`cairn bench tasks`, BENCHMARKS.md "tenth run"). Workers keep huge pages: a chunk
+/// stream to a client was faster with them. A failure is only logged: it changes
+/// speed, not behaviour.
 pub fn without_transparent_huge_pages() {
     if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
         tracing::warn!(%error, "cannot turn transparent huge pages off for this process");

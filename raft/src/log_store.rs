@@ -10,14 +10,14 @@
 //! readers see them at once, as openraft requires) and queues them for one writer
 //! thread, which writes everything queued meanwhile as one RocksDB batch with one
 //! fsync, then fires the flush callbacks in order. The committed-index hint does not
-//! wake the writer: it waits in memory for the next write (or the writer's end), so a
-//! commit costs no thread switch and no write of its own on any replica.
+//! wake the writer: it waits in memory for the next append (or the writer's end), so
+//! a commit costs no thread switch and no write of its own on any replica.
 //! openraft 0.9 awaits each append's callback before it runs its next command, so
 //! today a batch holds one append (proposals are grouped before Raft instead, by the
-//! scheduler's write batcher); what this saves is a blocking-pool hop per append and
-//! per commit-index write. The tail also keeps the newest durable entries, so
-//! replication reads them without a trip to RocksDB. Truncations and purges go
-//! through the same queue (after every append before them) and are awaited.
+//! scheduler's write batcher); what this saves is a blocking-pool hop per append. The
+//! tail also keeps the newest durable entries, so replication reads them without a
+//! trip to RocksDB. Truncations and purges go through the same queue (after every
+//! append before them) and are awaited.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -580,8 +580,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes = codec::encode("committed log id", &committed).map_err(write_error)?;
         // Not awaited, not synced, and no write of its own: the committed index is a
         // hint that speeds up restart; losing it costs nothing but re-applying from the
-        // last applied index. It rides with the writer's next batch (the next append,
-        // truncation or purge), or is written when the writer ends.
+        // last applied index. It rides with the writer's next append, or is written
+        // when the writer ends.
         *lock_hint(&self.committed) = Some(bytes);
         Ok(())
     }
