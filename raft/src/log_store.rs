@@ -56,7 +56,7 @@ pub struct LogStore {
     writer: Arc<WriterHandle>,
     /// The entries appended and not yet known committed.
     backlog: LogBacklog,
-    /// The newest committed-index hint not yet written (it rides with the next write).
+    /// The newest committed-index hint not yet written (it rides with the next append).
     committed: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
@@ -85,7 +85,7 @@ impl LogBacklog {
     }
 
     fn lock(&self) -> MutexGuard<'_, Uncommitted> {
-        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.shared)
     }
 
     /// Entries appended (after any at or beyond their first index: replaced).
@@ -324,12 +324,10 @@ impl LogStore {
     }
 }
 
-fn lock(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
-    tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn lock_hint(hint: &Mutex<Option<Vec<u8>>>) -> MutexGuard<'_, Option<Vec<u8>>> {
-    hint.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Locks `mutex`, also after a panic elsewhere poisoned it (what it guards stays
+/// consistent: every update under it is a few plain assignments).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn writer_gone() -> StorageError {
@@ -389,13 +387,21 @@ impl Writer {
             self.flush(group);
         }
         // The queue is closed: the last hint is written before the thread ends.
-        if let Some(bytes) = lock_hint(&self.committed).take() {
-            let mut batch = self.db.batch();
-            batch.put(Column::Meta, COMMITTED_KEY, &bytes);
+        let mut batch = self.db.batch();
+        if self.put_committed_hint(&mut batch) {
             if let Err(error) = self.db.write(batch, Durability::Buffered) {
                 tracing::warn!(%error, "cannot write the committed-index hint");
             }
         }
+    }
+
+    /// Adds the waiting committed-index hint to `batch`; false if none was waiting.
+    fn put_committed_hint(&self, batch: &mut Batch) -> bool {
+        let Some(bytes) = lock(&self.committed).take() else {
+            return false;
+        };
+        batch.put(Column::Meta, COMMITTED_KEY, &bytes);
+        true
     }
 
     /// An empty group whose batch has room for about `bytes` (a graph's entries are
@@ -408,20 +414,14 @@ impl Writer {
         }
     }
 
-    /// Writes the group (synced if it holds entries), then tells openraft.
+    /// Writes the group's entries, with the waiting committed-index hint, synced;
+    /// then tells openraft.
     fn flush(&self, mut group: Group) {
         if group.batch.is_empty() {
             return;
         }
-        let durability = if group.callbacks.is_empty() {
-            Durability::Buffered
-        } else {
-            Durability::Synced
-        };
-        if let Some(bytes) = lock_hint(&self.committed).take() {
-            group.batch.put(Column::Meta, COMMITTED_KEY, &bytes);
-        }
-        match self.db.write(group.batch, durability) {
+        self.put_committed_hint(&mut group.batch);
+        match self.db.write(group.batch, Durability::Synced) {
             Ok(()) => {
                 lock(&self.tail).written(&group.written);
                 for flushed in group.callbacks {
@@ -582,12 +582,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // hint that speeds up restart; losing it costs nothing but re-applying from the
         // last applied index. It rides with the writer's next append, or is written
         // when the writer ends.
-        *lock_hint(&self.committed) = Some(bytes);
+        *lock(&self.committed) = Some(bytes);
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
-        if let Some(bytes) = lock_hint(&self.committed).clone() {
+        if let Some(bytes) = lock(&self.committed).clone() {
             let committed: Option<LogId> = codec::decode("committed log id", &bytes).map_err(read_error)?;
             return Ok(committed);
         }
