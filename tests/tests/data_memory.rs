@@ -14,13 +14,9 @@ fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     cairn_worker::rss::pid_status_bytes(pid, "VmHWM").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
 }
 
-/// The `THP_enabled` line of `/proc/<process>/status` (None on kernels without it).
-fn huge_pages_enabled(process: &str) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("THP_enabled:"))
-        .map(|value| value.trim().to_string())
+/// The `THP_enabled` field of process `pid` (None on kernels without it).
+fn huge_pages_enabled(pid: u32) -> Option<String> {
+    cairn_worker::rss::pid_status_field(pid, "THP_enabled")
 }
 
 /// 1 GiB published to one worker with `--memory-limit 256MiB`: peak RSS (VmHWM)
@@ -39,17 +35,13 @@ async fn a_worker_holds_four_times_its_memory() -> anyhow::Result<()> {
         .cluster
         .pid(1)
         .ok_or_else(|| anyhow::anyhow!("scheduler 1 is not running"))?;
-    if let Some(here) = huge_pages_enabled("self") {
+    if let Some(here) = huge_pages_enabled(std::process::id()) {
         assert_eq!(
-            huge_pages_enabled(&scheduler.to_string()).as_deref(),
+            huge_pages_enabled(scheduler).as_deref(),
             Some("0"),
             "a scheduler turns them off"
         );
-        assert_eq!(
-            huge_pages_enabled(&pid.to_string()),
-            Some(here),
-            "a worker leaves them as they are"
-        );
+        assert_eq!(huge_pages_enabled(pid), Some(here), "a worker leaves them as they are");
     }
     let client = cluster.client().await?;
 

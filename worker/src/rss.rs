@@ -3,11 +3,28 @@
 /// A `/proc/<pid>/status` field in bytes (`VmRSS`, `VmHWM`…), or None where it
 /// cannot be read.
 pub fn status_field_bytes(status_text: &str, field: &str) -> Option<u64> {
-    let line = status_text
-        .lines()
-        .find(|line| line.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
-    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let kilobytes: u64 = status_field(status_text, field)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(kilobytes * 1024)
+}
+
+/// The value of a `/proc/<pid>/status` field as written (`THP_enabled` → `1`), or None
+/// where there is no such field.
+fn status_field<'a>(status_text: &'a str, field: &str) -> Option<&'a str> {
+    status_text
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The value of field `field` of `/proc/<pid>/status` as written, or None where it
+/// cannot be read (the process is gone, or the kernel has no such field).
+pub fn pid_status_field(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field(&status, field).map(str::to_string)
 }
 
 /// The resident set size of this process in bytes, or None where it cannot be read.
@@ -37,6 +54,8 @@ mod tests {
         assert_eq!(status_field_bytes(text, "VmRSS"), Some(1024 * 1024));
         assert_eq!(status_field_bytes(text, "VmHWM"), Some(2048 * 1024));
         assert_eq!(status_field_bytes(text, "VmSwap"), None);
+        assert_eq!(status_field(text, "Name"), Some("cairn"));
+        assert!(pid_status_field(std::process::id(), "Name").is_some());
         assert!(process_rss().is_some_and(|rss| rss > 0));
         assert!(pid_status_bytes(std::process::id(), "VmRSS").is_some_and(|rss| rss > 0));
     }
