@@ -158,6 +158,7 @@ async fn publish(
             .await?;
     }
     let mut samples = Vec::with_capacity(requests);
+    let term_before = leader_term(&client).await;
     for index in 0..requests {
         let started = Instant::now();
         client
@@ -174,10 +175,12 @@ async fn publish(
         ms(summary.max),
         ms(summary.mean)
     );
+    report_elections(term_before, leader_term(&client).await);
     record("cairn", "publish_p50_ms", millis(summary.p50), "ms");
     record("cairn", "publish_p99_ms", millis(summary.p99), "ms");
 
     let entries_before = leader_log_index(&client).await;
+    let term_before = leader_term(&client).await;
     let shared_value = Arc::new(value);
     let (summary, elapsed) = with_clients(&addrs, clients, Duration::from_secs(seconds), move |client, name| {
         let value = Arc::clone(&shared_value);
@@ -200,6 +203,7 @@ async fn publish(
         ms(summary.max),
         summary.count as f64 / entries as f64
     );
+    report_elections(term_before, leader_term(&client).await);
 
     // The same clients making a call that touches neither Raft nor a disk: what the
     // gRPC stack alone allows on this machine, the ceiling of the figure above.
@@ -216,6 +220,19 @@ async fn publish(
     );
     bench.cluster.stop_all_async(Duration::from_secs(10)).await?;
     Ok(())
+}
+
+/// The leader's term (0 when no replica says it leads).
+async fn leader_term(client: &Client) -> u64 {
+    client.leader_status().await.map_or(0, |status| status.term)
+}
+
+/// Says so when the leader changed during a phase: then its max (and perhaps its
+/// p99) includes a failover, not only the path being measured.
+fn report_elections(before: u64, after: u64) {
+    if after != before {
+        println!("  (the leader changed during this phase: term {before} -> {after}; its max includes a failover)");
+    }
 }
 
 /// The leader's last log index (0 when no replica says it leads).
