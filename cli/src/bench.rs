@@ -158,7 +158,7 @@ async fn publish(
             .await?;
     }
     let mut samples = Vec::with_capacity(requests);
-    let term_before = leader_term(&client).await;
+    let (term_before, _) = leader_position(&client).await;
     for index in 0..requests {
         let started = Instant::now();
         client
@@ -175,12 +175,11 @@ async fn publish(
         ms(summary.max),
         ms(summary.mean)
     );
-    report_elections(term_before, leader_term(&client).await);
+    report_elections(term_before, leader_position(&client).await.0);
     record("cairn", "publish_p50_ms", millis(summary.p50), "ms");
     record("cairn", "publish_p99_ms", millis(summary.p99), "ms");
 
-    let entries_before = leader_log_index(&client).await;
-    let term_before = leader_term(&client).await;
+    let (term_before, index_before) = leader_position(&client).await;
     let shared_value = Arc::new(value);
     let (summary, elapsed) = with_clients(&addrs, clients, Duration::from_secs(seconds), move |client, name| {
         let value = Arc::clone(&shared_value);
@@ -193,7 +192,8 @@ async fn publish(
         summary.count as f64 / elapsed.as_secs_f64(),
         "publishes/s",
     );
-    let entries = leader_log_index(&client).await.saturating_sub(entries_before).max(1);
+    let (term_after, index_after) = leader_position(&client).await;
+    let entries = index_after.saturating_sub(index_before).max(1);
     println!(
         "{clients} clients for {:.1} s: {:.0} publishes/s  (p50 {}  p99 {}  max {}); {entries} log entries, {:.1} publishes each",
         elapsed.as_secs_f64(),
@@ -203,7 +203,7 @@ async fn publish(
         ms(summary.max),
         summary.count as f64 / entries as f64
     );
-    report_elections(term_before, leader_term(&client).await);
+    report_elections(term_before, term_after);
 
     // The same clients making a call that touches neither Raft nor a disk: what the
     // gRPC stack alone allows on this machine, the ceiling of the figure above.
@@ -222,9 +222,13 @@ async fn publish(
     Ok(())
 }
 
-/// The leader's term (0 when no replica says it leads).
-async fn leader_term(client: &Client) -> u64 {
-    client.leader_status().await.map_or(0, |status| status.term)
+/// The leader's term and last log index, from one status call ((0, 0) when no
+/// replica says it leads).
+async fn leader_position(client: &Client) -> (u64, u64) {
+    client
+        .leader_status()
+        .await
+        .map_or((0, 0), |status| (status.term, status.last_log_index))
 }
 
 /// Says so when the leader changed during a phase: then its max (and perhaps its
@@ -233,11 +237,6 @@ fn report_elections(before: u64, after: u64) {
     if after != before {
         println!("  (the leader changed during this phase: term {before} -> {after}; its max includes a failover)");
     }
-}
-
-/// The leader's last log index (0 when no replica says it leads).
-async fn leader_log_index(client: &Client) -> u64 {
-    client.leader_status().await.map_or(0, |status| status.last_log_index)
 }
 
 /// Runs `clients` clients (each its own connection) calling `call` back to back for
