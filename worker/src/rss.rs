@@ -23,7 +23,7 @@ fn status_field<'a>(status_text: &'a str, field: &str) -> Option<&'a str> {
 /// The value of field `field` of `/proc/<pid>/status` as written, or None where it
 /// cannot be read (the process is gone, or the kernel has no such field).
 pub fn pid_status_field(pid: u32, field: &str) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let status = status_text(&pid.to_string())?;
     status_field(&status, field).map(str::to_string)
 }
 
@@ -39,8 +39,13 @@ pub fn pid_status_bytes(pid: u32, field: &str) -> Option<u64> {
 }
 
 fn status_bytes_of(process: &str, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
-    status_field_bytes(&status, field)
+    status_field_bytes(&status_text(process)?, field)
+}
+
+/// The text of `/proc/<process>/status` (`process` a pid or `self`), or None where it
+/// cannot be read.
+fn status_text(process: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{process}/status")).ok()
 }
 
 #[cfg(test)]
